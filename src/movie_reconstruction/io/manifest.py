@@ -1,0 +1,161 @@
+"""Session manifests: one TOML file that names everything a lab session consists of.
+
+Example (paths are relative to the manifest)::
+
+    [session]
+    name = "mouse12-2026-03-04"
+
+    [imaging]
+    raw = ["raw/file_00001.tif", "raw/file_00002.tif"]   # files, or one folder
+    frame_times = "timing/imaging_frame_times.npy"       # seconds, one per imaging frame (volume)
+    plane_offsets = [0.0]                                # seconds after the frame time, per plane
+    frame_rate = 30.0                                    # optional, else from the TIFF / timestamps
+    suite2p = "suite2p"                                  # optional: an existing suite2p output folder
+
+    [stimulus]
+    movie = "stimulus/movie.mp4"                         # mp4/avi/webm, TIFF or NPY (T, H, W)
+    frame_times = "timing/stimulus_frame_times.npy"      # seconds, one per stimulus frame shown
+    trials = "timing/trials.csv"                         # trial_id,start_frame,n_frames,tier
+    frame_rate = 30.0
+    size = [36, 64]                                      # model frame size (H, W)
+
+    [behaviour]
+    files = ["behaviour/running.csv", "behaviour/pupil.csv"]   # each with its own time column
+    method = "linear"                                    # or "interval"
+    [behaviour.columns]                                  # optional renames; "" ignores a column
+    wheel_speed = "running"
+
+All timestamps share one clock (the rig's). Timestamps may be ``.npy`` or one-column ``.csv``/``.txt``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+KNOWN_SECTIONS = {"session", "imaging", "stimulus", "behaviour", "ground_truth"}
+
+
+@dataclass
+class SessionManifest:
+    path: Path
+    name: str
+    raw: list[Path]
+    imaging_frame_times: Path
+    stimulus_movie: Path
+    stimulus_frame_times: Path
+    trials: Path
+    plane_offsets: list[float] = field(default_factory=lambda: [0.0])
+    imaging_frame_rate: float | None = None
+    suite2p: Path | None = None
+    stimulus_frame_rate: float | None = None
+    stimulus_size: tuple[int, int] = (36, 64)
+    behaviour_files: list[Path] = field(default_factory=list)
+    behaviour_method: str = "linear"
+    behaviour_columns: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+
+def read_times(path: Path) -> np.ndarray:
+    """Timestamps (seconds) from ``.npy`` or a one-column text file."""
+    if not path.exists():
+        raise InputError("timestamp file not found", path)
+    try:
+        if path.suffix.lower() == ".npy":
+            times = np.load(path, allow_pickle=False)
+        else:
+            times = np.loadtxt(path, delimiter=",", ndmin=1, comments="#", skiprows=_header_rows(path))
+    except ValueError as exc:
+        raise InputError(f"not readable as timestamps ({exc})", path) from None
+    times = np.asarray(times, dtype=np.float64).squeeze()
+    if times.ndim != 1:
+        raise InputError(f"timestamps must be one column, got shape {times.shape}", path)
+    if not np.isfinite(times).all():
+        raise InputError("timestamps contain NaN or inf", path)
+    if times.size > 1 and (np.diff(times) <= 0).any():
+        raise InputError(f"timestamps are not strictly increasing (first at index {int(np.argmax(np.diff(times) <= 0))})", path)
+    return times
+
+
+def _header_rows(path: Path) -> int:
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline().strip().split(",")[0]
+    try:
+        float(first)
+        return 0
+    except ValueError:
+        return 1
+
+
+def load_manifest(path: str | Path) -> SessionManifest:
+    """Parse and check a session manifest; every named file must exist."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.toml"))
+        if len(candidates) != 1:
+            raise InputError(f"expected one session manifest (*.toml) in the folder, found {len(candidates)}", path)
+        path = candidates[0]
+    if not path.exists():
+        raise InputError("manifest not found", path)
+    try:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid TOML ({exc})", path) from None
+    unknown = set(spec) - KNOWN_SECTIONS
+    if unknown:
+        raise InputError(f"unknown section(s) {sorted(unknown)}; expected {sorted(KNOWN_SECTIONS)}", path)
+    base = path.parent
+
+    def section(name: str) -> dict:
+        if name not in spec or not isinstance(spec[name], dict):
+            raise InputError(f"missing [{name}] section", path)
+        return spec[name]
+
+    def need(sec: dict, key: str, where: str):
+        if key not in sec:
+            raise InputError(f"[{where}] needs '{key}'", path)
+        return sec[key]
+
+    def existing(value, what: str) -> Path:
+        resolved = (base / str(value)).resolve()
+        if not resolved.exists():
+            raise InputError(f"{what} {value!r} does not exist (looked for {resolved})", path)
+        return resolved
+
+    imaging, stimulus = section("imaging"), section("stimulus")
+    raw_spec = imaging.get("raw", [])
+    raw = [existing(p, "raw imaging file") for p in ([raw_spec] if isinstance(raw_spec, str) else raw_spec)]
+    suite2p = existing(imaging["suite2p"], "suite2p folder") if "suite2p" in imaging else None
+    if not raw and suite2p is None:
+        raise InputError("[imaging] needs 'raw' (files or a folder) or 'suite2p' (an output folder)", path)
+    behaviour = spec.get("behaviour", {})
+    files = behaviour.get("files", behaviour.get("file", []))
+    files = [files] if isinstance(files, str) else files
+    size = tuple(int(v) for v in stimulus.get("size", (36, 64)))
+    if len(size) != 2 or min(size) <= 0:
+        raise InputError(f"[stimulus] size must be [height, width], got {stimulus.get('size')}", path)
+    return SessionManifest(
+        path=path,
+        name=str(spec.get("session", {}).get("name", path.stem)),
+        raw=raw,
+        imaging_frame_times=existing(need(imaging, "frame_times", "imaging"), "imaging timestamps"),
+        plane_offsets=[float(v) for v in imaging.get("plane_offsets", [0.0])],
+        imaging_frame_rate=imaging.get("frame_rate"),
+        suite2p=suite2p,
+        stimulus_movie=existing(need(stimulus, "movie", "stimulus"), "stimulus movie"),
+        stimulus_frame_times=existing(need(stimulus, "frame_times", "stimulus"), "stimulus timestamps"),
+        trials=existing(need(stimulus, "trials", "stimulus"), "trial table"),
+        stimulus_frame_rate=stimulus.get("frame_rate"),
+        stimulus_size=size,
+        behaviour_files=[existing(p, "behaviour file") for p in files],
+        behaviour_method=str(behaviour.get("method", "linear")),
+        behaviour_columns={k: (v or None) for k, v in behaviour.get("columns", {}).items()},
+    )
