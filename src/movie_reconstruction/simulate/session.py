@@ -1,0 +1,459 @@
+"""A whole simulated session: stimulus, behaviour, neurons and the raw two-photon movie,
+written as the same folder and manifest a lab session has, with the truth beside it.
+
+Layout (paths relative to ``session.toml``)::
+
+    session.toml
+    raw/imaging_000.tif ...              uint16 (frames, Y, X)
+    timing/imaging_frame_times.npy       float64 s, one per imaging frame (shared clock)
+    timing/stimulus_frame_times.npy      float64 s, one per movie frame (photodiode)
+    timing/trials.csv                    trial_id,start_frame,n_frames,tier
+    stimulus/movie.npy                   (T, H, W) float32 0..255, every frame shown, in order
+    behaviour/running.csv                time,running          (wheel clock)
+    behaviour/pupil.csv                  time,pupil,pupil_x,pupil_y   (eye-camera clock)
+    simulation.json                      the configuration and seed that made it
+    ground_truth/                        never read by the pipeline (see ground_truth/index.json)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .._atomic import atomic_path
+from ..errors import InputError
+from ..progress import Job, Progress, run
+from .behaviour import Behaviour, behaviour_on_stimulus_clock, make_behaviour
+from .config import SimulationConfig
+from .imaging import (
+    Field,
+    bleaching,
+    calcium_dff,
+    draw_spikes,
+    make_field,
+    motion_trace,
+    neuropil_traces,
+    render_frames,
+    write_tiffs,
+)
+from .population import V1Population
+from .stimulus import GREY, StimulusTrial, make_trials, presentation_times
+
+RatesFn = Callable[[np.ndarray, dict], np.ndarray]
+MANIFEST = "session.toml"
+_NEUROPIL_MODES = 3
+
+
+@dataclass
+class GroundTruth:
+    """What the simulated mouse really did (loaded from ``ground_truth/``)."""
+
+    rates: np.ndarray  # (N, stimulus frames) spikes/s, constant over each frame
+    spikes_on_stimulus_frames: np.ndarray  # (N, stimulus frames) spike counts
+    spike_times: np.ndarray  # (S,) s
+    spike_neurons: np.ndarray  # (S,)
+    dff: np.ndarray  # (N, imaging frames) noise-free dF/F
+    labels: np.ndarray  # (Y, X) int32, neuron k is k + 1
+    centres: np.ndarray  # (N, 2) soma centres (y, x), pixels
+    footprints: object  # scipy.sparse (N, Y*X)
+    motion: np.ndarray  # (imaging frames, 2) (dy, dx) pixels applied to each frame
+
+
+@dataclass
+class SimulatedSession:
+    path: Path  # the session folder
+    manifest: Path  # its session.toml
+    config: SimulationConfig
+    seed: int
+    n_neurons: int
+    n_imaging_frames: int
+    n_stimulus_frames: int
+    duration_s: float
+    raw_files: list[Path]
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        return self.path / "ground_truth"
+
+    def load_ground_truth(self) -> GroundTruth:
+        return load_ground_truth(self.path)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> SimulatedSession:
+        """A session written earlier (reads ``simulation.json``)."""
+        folder = Path(folder)
+        info_path = folder / "simulation.json"
+        if not info_path.exists():
+            raise InputError("not a simulated session (no simulation.json)", folder)
+        info = json.loads(info_path.read_text())
+        return cls(
+            path=folder,
+            manifest=folder / MANIFEST,
+            config=SimulationConfig.from_dict(info["config"]),
+            seed=int(info["seed"]),
+            n_neurons=int(info["n_neurons"]),
+            n_imaging_frames=int(info["n_imaging_frames"]),
+            n_stimulus_frames=int(info["n_stimulus_frames"]),
+            duration_s=float(info["duration_s"]),
+            raw_files=[folder / "raw" / name for name in info["raw_files"]],
+        )
+
+
+def load_ground_truth(folder: str | Path) -> GroundTruth:
+    from scipy import sparse
+
+    truth = Path(folder) / "ground_truth"
+    if not truth.is_dir():
+        raise InputError("no ground_truth folder", folder)
+    fp = np.load(truth / "footprints.npz")
+    neurons = np.loadtxt(truth / "neurons.csv", delimiter=",", skiprows=1, ndmin=2)
+    return GroundTruth(
+        rates=np.load(truth / "rates.npy"),
+        spikes_on_stimulus_frames=np.load(truth / "spikes_on_stimulus_frames.npy"),
+        spike_times=np.load(truth / "spike_times.npy"),
+        spike_neurons=np.load(truth / "spike_neurons.npy"),
+        dff=np.load(truth / "dff.npy"),
+        labels=np.load(truth / "labels.npy"),
+        centres=neurons[:, 1:3].astype(np.float32),
+        footprints=sparse.csr_matrix((fp["data"], fp["indices"], fp["indptr"]), shape=tuple(fp["shape"])),
+        motion=np.load(truth / "motion.npy"),
+    )
+
+
+# ---------------------------------------------------------------------------- timeline
+@dataclass
+class _Timeline:
+    movie: np.ndarray  # (T, H, W)
+    trial_starts: np.ndarray
+    trial_lengths: np.ndarray
+    tiers: list[str]
+    sources: list[str]
+    frame_times: np.ndarray  # (T,)
+    frame_ends: np.ndarray  # (T,)
+    imaging_times: np.ndarray
+
+
+def _timeline(config: SimulationConfig, trials: Sequence[StimulusTrial], rng: np.random.Generator) -> _Timeline:
+    stim = config.stimulus
+    height, width = trials[0].video.shape[1:]
+    grey_frames = int(round(stim.grey_seconds * stim.frame_rate))
+    lead_frames = int(round(stim.lead_in_seconds * stim.frame_rate))
+    pieces, starts, lengths = [np.full((lead_frames, height, width), GREY, np.float32)], [], []
+    position = lead_frames
+    for k, trial in enumerate(trials):
+        if k:
+            pieces.append(np.full((grey_frames, height, width), GREY, np.float32))
+            position += grey_frames
+        starts.append(position)
+        lengths.append(trial.video.shape[0])
+        pieces.append(np.asarray(trial.video, np.float32))
+        position += trial.video.shape[0]
+    pieces.append(np.full((max(lead_frames, 1), height, width), GREY, np.float32))
+    movie = np.concatenate(pieces)
+
+    imaging = config.imaging
+    period = 1.0 / imaging.frame_rate
+    first_frame = imaging.imaging_start_s + 0.5 + rng.uniform(0.0, period)
+    frame_times = presentation_times(movie.shape[0], first_frame, stim, rng)
+    last_end = frame_times[-1] + 1.0 / stim.frame_rate
+    frame_ends = np.append(frame_times[1:], last_end)
+    n_imaging = int(np.ceil((last_end + 0.5 - imaging.imaging_start_s) / period))
+    imaging_times = imaging.imaging_start_s + period * np.arange(n_imaging)
+    return _Timeline(
+        movie=movie,
+        trial_starts=np.asarray(starts),
+        trial_lengths=np.asarray(lengths),
+        tiers=[t.tier for t in trials],
+        sources=[t.source for t in trials],
+        frame_times=frame_times,
+        frame_ends=frame_ends,
+        imaging_times=imaging_times,
+    )
+
+
+def _check_rates(rates, n_frames: int, what: str) -> np.ndarray:
+    rates = np.asarray(rates, dtype=np.float32)
+    if rates.ndim != 2 or rates.shape[1] != n_frames:
+        raise InputError(f"{what} returned rates of shape {rates.shape}; expected (neurons, {n_frames})")
+    if not np.isfinite(rates).all():
+        raise InputError(f"{what} returned NaN or inf rates")
+    if (rates < 0).any():
+        raise InputError(f"{what} returned negative rates (min {float(rates.min()):.3g})")
+    return rates
+
+
+def _place_trial_rates(trial_rates: Sequence[np.ndarray], timeline: _Timeline) -> np.ndarray:
+    if len(trial_rates) != len(timeline.trial_starts):
+        raise InputError(f"{len(trial_rates)} rate arrays for {len(timeline.trial_starts)} trials")
+    checked = [
+        _check_rates(r, int(n), f"trial {k}'s rates") for k, (r, n) in enumerate(zip(trial_rates, timeline.trial_lengths))
+    ]
+    counts = {r.shape[0] for r in checked}
+    if len(counts) != 1:
+        raise InputError(f"trials have different neuron counts: {sorted(counts)}")
+    grey = np.percentile(np.concatenate(checked, axis=1), 10, axis=1)
+    rates = np.repeat(grey[:, None], timeline.movie.shape[0], axis=1).astype(np.float32)
+    for start, block in zip(timeline.trial_starts, checked):
+        rates[:, start : start + block.shape[1]] = block
+    return rates
+
+
+# ---------------------------------------------------------------------------- the job
+def simulate_session_job(
+    out_dir: str | Path,
+    config: SimulationConfig | None = None,
+    seed: int = 0,
+    rates_fn: RatesFn | None = None,
+    *,
+    trials: Sequence[StimulusTrial] | None = None,
+    behaviour: Behaviour | None = None,
+    trial_rates: Sequence[np.ndarray] | None = None,
+    trial_behaviour: Sequence[np.ndarray] | None = None,
+    overwrite: bool = False,
+) -> Job[SimulatedSession]:
+    """Generator version of :func:`simulate_session`: yields :class:`Progress`, returns the session.
+
+    For rates computed elsewhere (e.g. a twin dataset): ``trials`` gives the clips,
+    ``trial_rates`` one ``(N, T_i)`` spikes/s array per trial (grey frames get each cell's
+    10th-percentile rate) and ``trial_behaviour`` one ``(4, T_i)`` array per trial (pupil,
+    running, pupil_x, pupil_y on the trial frames).
+    """
+    config = config or SimulationConfig.default()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError("output folder exists and is not empty (overwrite=True, or --overwrite, replaces it)", out_dir)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
+    rng_stimulus, rng_timing, rng_behaviour, rng_field, rng_population, rng_spikes, rng_imaging = streams
+
+    yield Progress("simulation", 0, 5, "stimulus")
+    if trials is None:
+        trials = make_trials(config.stimulus, rng_stimulus)
+    if not trials:
+        raise InputError("a session needs at least one trial")
+    timeline = _timeline(config, trials, rng_timing)
+    pad_s = 2.0  # activity before imaging starts, so calcium is at steady state in frame 0
+    if trial_behaviour is not None:
+        if len(trial_behaviour) != len(trials):
+            raise InputError(f"{len(trial_behaviour)} behaviour arrays for {len(trials)} trials")
+        behaviour = behaviour_on_stimulus_clock(timeline.frame_times, timeline.trial_starts, trial_behaviour)
+    if behaviour is None:
+        behaviour = make_behaviour(
+            rng_behaviour, timeline.imaging_times[0] - pad_s, timeline.imaging_times[-1] + pad_s, config.behaviour
+        )
+    frame_mid = 0.5 * (timeline.frame_times + timeline.frame_ends)
+    behaviour_on_frames = behaviour.at(frame_mid)
+
+    yield Progress("simulation", 1, 5, "neurons")
+    population = None
+    if trial_rates is not None:
+        rates = _place_trial_rates(trial_rates, timeline)
+        field = make_field(rng_field, rates.shape[0], config.imaging, _NEUROPIL_MODES)
+    elif rates_fn is None:
+        field = make_field(rng_field, config.population.n_neurons, config.imaging, _NEUROPIL_MODES)
+        cortical = field.centres / np.asarray(config.imaging.fov_shape, np.float64)
+        population = V1Population.random(
+            config.population,
+            config.stimulus.frame_shape,
+            config.stimulus.frame_rate,
+            rng_population,
+            cortical_positions=cortical,
+            degrees_per_pixel=config.stimulus.degrees_per_pixel,
+        )
+        rates = _check_rates(population(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "the population")
+    else:
+        rates = _check_rates(rates_fn(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "rates_fn")
+        field = make_field(rng_field, rates.shape[0], config.imaging, _NEUROPIL_MODES)
+
+    yield Progress("simulation", 2, 5, "spikes and calcium")
+    n_neurons = rates.shape[0]
+    starts = np.concatenate([[timeline.imaging_times[0] - pad_s], timeline.frame_times, [timeline.frame_ends[-1]]])
+    ends = np.concatenate([[timeline.frame_times[0]], timeline.frame_ends, [timeline.imaging_times[-1] + 1.0]])
+    padded = np.concatenate([rates[:, :1], rates, rates[:, -1:]], axis=1)
+    spike_times, spike_neurons = draw_spikes(rng_spikes, padded, starts, ends)
+    rise, decay, dff_per_spike = config.imaging.indicator_kinetics()
+    amplitudes = dff_per_spike * np.exp(rng_imaging.normal(0.0, 0.25, n_neurons))
+    dff = calcium_dff(
+        spike_times, spike_neurons, n_neurons, timeline.imaging_times, rise, decay, amplitudes, config.imaging.saturation_spikes
+    )
+    running_at_imaging = np.interp(timeline.imaging_times, behaviour.running_times, behaviour.running)
+    motion = motion_trace(rng_imaging, timeline.imaging_times, running_at_imaging, config.imaging)
+    neuropil = neuropil_traces(rng_imaging, dff, _NEUROPIL_MODES, config.imaging.frame_rate, config.imaging.neuropil_modulation)
+    bleach = bleaching(timeline.imaging_times, config.imaging)
+
+    with atomic_path(out_dir) as staged:
+        for sub in ("raw", "timing", "stimulus", "behaviour", "ground_truth"):
+            (staged / sub).mkdir(parents=True)
+        yield Progress("simulation", 3, 5, "raw frames")
+        n_imaging = timeline.imaging_times.size
+        blocks = render_frames(rng_imaging, field, dff, neuropil, bleach, motion, config.imaging)
+        raw_files = write_tiffs(staged / "raw", blocks, n_imaging, field.shape, config.imaging.frames_per_file)
+
+        yield Progress("simulation", 4, 5, "timing, stimulus, behaviour, ground truth")
+        np.save(staged / "timing/imaging_frame_times.npy", timeline.imaging_times.astype(np.float64))
+        np.save(staged / "timing/stimulus_frame_times.npy", timeline.frame_times.astype(np.float64))
+        _write_trials(staged / "timing/trials.csv", timeline)
+        np.save(staged / "stimulus/movie.npy", timeline.movie.astype(np.float32))
+        _write_behaviour(staged / "behaviour", behaviour)
+        _write_ground_truth(
+            staged / "ground_truth", rates, spike_times, spike_neurons, timeline, dff, field, motion, neuropil, bleach, population
+        )
+        (staged / MANIFEST).write_text(_manifest(config, raw_files, timeline.movie.shape[1:]))
+        duration = float(timeline.imaging_times[-1] - timeline.imaging_times[0] + 1.0 / config.imaging.frame_rate)
+        info = {
+            "generator": f"movie_reconstruction.simulate {__version__}",
+            "seed": int(seed),
+            "config": config.to_dict(),
+            "n_neurons": int(n_neurons),
+            "n_imaging_frames": int(n_imaging),
+            "n_stimulus_frames": int(timeline.movie.shape[0]),
+            "duration_s": duration,
+            "raw_files": raw_files,
+            "population": (
+                "rates given per trial" if trial_rates is not None
+                else "built-in V1Population" if rates_fn is None else repr(rates_fn)
+            ),
+            "trial_sources": timeline.sources,
+            "suite2p_hints": {
+                "fs": config.imaging.frame_rate,
+                "tau": decay,
+                "diameter": float(2 * np.mean(config.imaging.soma_radius_pixels)),
+                "nonrigid": False,  # the simulated motion is rigid
+            },
+        }
+        (staged / "simulation.json").write_text(json.dumps(info, indent=1))
+    yield Progress("simulation", 5, 5, "done")
+    return SimulatedSession(
+        path=out_dir,
+        manifest=out_dir / MANIFEST,
+        config=config,
+        seed=int(seed),
+        n_neurons=int(n_neurons),
+        n_imaging_frames=int(n_imaging),
+        n_stimulus_frames=int(timeline.movie.shape[0]),
+        duration_s=duration,
+        raw_files=[out_dir / "raw" / name for name in raw_files],
+    )
+
+
+def simulate_session(
+    out_dir: str | Path,
+    config: SimulationConfig | None = None,
+    seed: int = 0,
+    rates_fn: RatesFn | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SimulatedSession:
+    """Simulate a two-photon session of mouse V1 watching natural movies and write it to ``out_dir``.
+
+    ``config``: a :class:`SimulationConfig` (``SimulationConfig.default()``, ``.quick()``,
+    ``.tiny()``). ``seed``: the same seed and config give the same files, bit for bit.
+    ``rates_fn``: replaces the built-in population; called once as
+    ``rates_fn(movie (T, H, W) 0..255, behaviour {channel: (T,)}) -> (neurons, T) spikes/s``.
+    The folder is written atomically: it appears complete, or not at all.
+    """
+    return run(simulate_session_job(out_dir, config, seed, rates_fn, overwrite=overwrite), on_progress)
+
+
+# ---------------------------------------------------------------------------- writers
+def _write_trials(path: Path, timeline: _Timeline) -> None:
+    lines = ["trial_id,start_frame,n_frames,tier"]
+    for k, (start, length, tier) in enumerate(zip(timeline.trial_starts, timeline.trial_lengths, timeline.tiers)):
+        lines.append(f"{k},{int(start)},{int(length)},{tier}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    names = list(columns)
+    table = np.column_stack([np.asarray(columns[n], np.float64) for n in names])
+    np.savetxt(path, table, delimiter=",", header=",".join(names), comments="", fmt="%.6f")
+
+
+def _write_behaviour(folder: Path, behaviour: Behaviour) -> None:
+    _write_csv(folder / "running.csv", {"time": behaviour.running_times, "running": behaviour.running})
+    _write_csv(
+        folder / "pupil.csv",
+        {"time": behaviour.pupil_times, "pupil": behaviour.pupil, "pupil_x": behaviour.pupil_x, "pupil_y": behaviour.pupil_y},
+    )
+
+
+def _write_ground_truth(
+    folder: Path,
+    rates: np.ndarray,
+    spike_times: np.ndarray,
+    spike_neurons: np.ndarray,
+    timeline: _Timeline,
+    dff: np.ndarray,
+    field: Field,
+    motion: np.ndarray,
+    neuropil: np.ndarray,
+    bleach: np.ndarray,
+    population: V1Population | None,
+) -> None:
+    n, n_frames = rates.shape
+    edges = np.append(timeline.frame_times, timeline.frame_ends[-1])
+    inside = (spike_times >= edges[0]) & (spike_times < edges[-1])
+    frame_of_spike = np.searchsorted(edges, spike_times[inside], side="right") - 1
+    counts = np.zeros((n, n_frames), np.uint16)
+    np.add.at(counts, (spike_neurons[inside], frame_of_spike), 1)
+    np.save(folder / "rates.npy", rates.astype(np.float32))
+    np.save(folder / "spikes_on_stimulus_frames.npy", counts)
+    np.save(folder / "spike_times.npy", spike_times.astype(np.float64))
+    np.save(folder / "spike_neurons.npy", spike_neurons.astype(np.int32))
+    np.save(folder / "dff.npy", dff.astype(np.float32))
+    np.save(folder / "motion.npy", motion.astype(np.float32))
+    np.save(folder / "neuropil_dff.npy", neuropil.astype(np.float32))
+    np.save(folder / "bleaching.npy", bleach.astype(np.float32))
+    np.save(folder / "labels.npy", field.labels())
+    fp = field.footprints.tocsr()
+    np.savez(folder / "footprints.npz", data=fp.data, indices=fp.indices, indptr=fp.indptr, shape=np.asarray(fp.shape))
+    header = "neuron,soma_y,soma_x,radius,brightness,peak_dff"
+    table = np.column_stack([np.arange(n), field.centres, field.radii, field.brightness, dff.max(axis=1)])
+    np.savetxt(folder / "neurons.csv", table, delimiter=",", header=header, comments="", fmt="%.5g")
+    if population is not None:
+        np.savez(folder / "population.npz", **population.parameters())
+    index = {
+        "rates.npy": "(neurons, stimulus frames) float32 spikes/s, constant over each stimulus frame",
+        "spikes_on_stimulus_frames.npy": "(neurons, stimulus frames) spike counts within each frame",
+        "spike_times.npy": "(spikes,) float64 s on the shared clock; spike_neurons.npy gives each spike's neuron",
+        "dff.npy": "(neurons, imaging frames) noise-free dF/F at the imaging frame times",
+        "motion.npy": "(imaging frames, 2) rigid (dy, dx) shift in pixels applied to each frame",
+        "labels.npy": "(Y, X) int32 soma label image, neuron k is k + 1 (unmoved frame)",
+        "footprints.npz": "scipy.sparse CSR (neurons, Y*X) soma weights: data, indices, indptr, shape",
+        "neurons.csv": "per neuron: soma centre (pixels), radius, brightness (photons/frame), peak dF/F",
+        "neuropil_dff.npy": "(modes, imaging frames) neuropil dF/F time courses",
+        "bleaching.npy": "(imaging frames,) fluorescence multiplier",
+        "population.npz": "parameters of the built-in V1 population (absent when rates_fn was given)",
+    }
+    (folder / "index.json").write_text(json.dumps(index, indent=1))
+
+
+def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple[int, int]) -> str:
+    raw = ", ".join(f'"raw/{name}"' for name in raw_files)
+    height, width = (int(v) for v in frame_shape)
+    return (
+        "# A simulated two-photon session (movie_reconstruction.simulate). Paths are relative to this file.\n"
+        "[session]\n"
+        f"name = {json.dumps(config.name)}\n\n"
+        "[imaging]\n"
+        f"raw = [{raw}]\n"
+        'frame_times = "timing/imaging_frame_times.npy"\n'
+        "plane_offsets = [0.0]\n"
+        f"frame_rate = {float(config.imaging.frame_rate)!r}\n\n"
+        "[stimulus]\n"
+        'movie = "stimulus/movie.npy"\n'
+        'frame_times = "timing/stimulus_frame_times.npy"\n'
+        'trials = "timing/trials.csv"\n'
+        f"frame_rate = {float(config.stimulus.frame_rate)!r}\n"
+        f"size = [{height}, {width}]\n\n"
+        "[behaviour]\n"
+        'files = ["behaviour/running.csv", "behaviour/pupil.csv"]\n\n'
+        "[ground_truth]\n"
+        "# The simulation's truth; the pipeline never reads it.\n"
+        'folder = "ground_truth"\n'
+    )
