@@ -1,0 +1,154 @@
+"""Reconstruction quality on the digital twin: oracle vs learned ensemble, controls, neuron count.
+
+For the test trials of a twin dataset (``make_twin_dataset.py`` output, read with
+``read_sensorium``), this reconstructs every movie
+
+- through the twin itself (the oracle, ``reconstruct_twin.TwinOracle``: the ceiling), and
+- through a learned ensemble (``--checkpoints``: encoder checkpoint folders), if given,
+
+from the same single-trial noisy responses with the same settings and mask, and runs the
+controls (shuffled pairing, time-reversed, circularly shifted, grey-screen prior) and the
+neuron-count curve for each. It prints markdown tables and, with ``--markdown``, writes them
+to a file. The paper's figures (Bauer et al. 2025, 7-model ensemble, real mice) are shown
+beside ours for orientation; they are not the same data.
+
+Example (the acceptance run; hours on 2 CPU cores, minutes on a GPU)::
+
+    PYTHONPATH=src python benchmarks/reconstruct_quality.py --checkpoints runs/ens/model_* \
+        --neuron-counts 1000 2000 4000 7776 --markdown docs/reconstruction_benchmark.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+PAPER_CURVE = {1000: 0.34, 2000: 0.43, 4000: 0.51, 7776: 0.57}
+
+
+def load_trials(dataset: Path, n_trials: int, frames: int | None):
+    from movie_reconstruction.io.sensorium import read_sensorium
+
+    recording = read_sensorium(dataset)
+    test = recording.indices("test")[:n_trials]
+    trials = [recording.trial(int(i)) for i in test]
+    if frames:
+        trials = [
+            dataclasses.replace(t, video=t.video[:frames], responses=t.responses[:, :frames], behavior=t.behavior[:, :frames])
+            for t in trials
+        ]
+    return recording, trials
+
+
+def load_learned(checkpoints, recording):
+    from movie_reconstruction.model import load_encoder
+
+    return [load_encoder(path, recording) for path in checkpoints]
+
+
+def main(argv=None):
+    from reconstruct_twin import TwinOracle, default_paths
+
+    from movie_reconstruction.progress import run_with_tqdm
+    from movie_reconstruction.reconstruct import ReconstructionConfig
+    from movie_reconstruction.reconstruct.controls import CONTROLS, run_controls
+    from movie_reconstruction.reconstruct.mask import load_mask, mask_for_model
+
+    twin_dir, dataset = default_paths()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, default=dataset, help="twin dataset folder (Sensorium layout)")
+    parser.add_argument("--twin-dir", type=Path, default=twin_dir, help="folder with make_twin_dataset.py and the checkpoint")
+    parser.add_argument("--checkpoints", type=Path, nargs="*", default=[], help="encoder checkpoint folders (the ensemble)")
+    parser.add_argument("--no-oracle", action="store_true")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=None, help="crop trials to this many frames (default: whole)")
+    parser.add_argument("--drop-frames", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=None, help="override the default iteration budget")
+    parser.add_argument("--no-early-stopping", action="store_true")
+    parser.add_argument("--controls", nargs="*", default=list(CONTROLS))
+    parser.add_argument("--neuron-counts", type=int, nargs="*", default=[])
+    parser.add_argument("--mask", default="readout", help="'readout' (estimate from the oracle's readout) or a mask file")
+    parser.add_argument("--eval-fraction", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recording, trials = load_trials(args.dataset, args.trials, args.frames)
+    config = ReconstructionConfig()
+    if args.iterations:
+        config = dataclasses.replace(config, iterations=args.iterations)
+    if args.no_early_stopping:
+        config = dataclasses.replace(config, early_stopping=False)
+
+    oracle = TwinOracle(args.twin_dir, args.dataset)
+    mask = mask_for_model(oracle, eval_fraction=args.eval_fraction) if args.mask == "readout" else load_mask(args.mask)
+
+    systems = []
+    if not args.no_oracle:
+        systems.append(("oracle (twin)", [oracle]))
+    if args.checkpoints:
+        systems.append((f"learned ensemble ({len(args.checkpoints)})", load_learned(args.checkpoints, recording)))
+    if not systems:
+        parser.error("nothing to run: give --checkpoints or drop --no-oracle")
+
+    lines = [
+        f"Dataset: `{args.dataset}`, {len(trials)} test trials x {trials[0].n_frames} frames, "
+        f"{recording.n_neurons} neurons; first {args.drop_frames} frames dropped; mask: {mask.method} "
+        f"(eval {int(mask.evaluation.sum())} px, update {int(mask.update.sum())} px); config: "
+        f"`{config.to_dict()}`; torch threads {torch.get_num_threads()}.",
+        "",
+    ]
+    results = {}
+    for name, models in systems:
+        start = time.perf_counter()
+        print(f"--- {name}", flush=True)
+        table = run_with_tqdm(
+            run_controls(
+                models, trials, config, mask=mask, controls=args.controls,
+                neuron_counts=args.neuron_counts, drop_frames=args.drop_frames, device=args.device,
+            ),
+        )
+        elapsed = time.perf_counter() - start
+        results[name] = table
+        lines += [
+            f"### {name}",
+            "",
+            f"Per-trial masked r: {', '.join(f'{r:.3f}' for r in table.real_per_trial)} "
+            f"(mean {table.real:.3f}); wall time for all conditions {elapsed:.0f} s; "
+            f"iterations of the real run {table.extra['iterations']}.",
+            "",
+            table.to_markdown(),
+            "",
+        ]
+        if table.neuron_curve:
+            lines += ["| neurons | ours | paper (real mice, 7-model ensemble) |", "|---|---|---|"]
+            for count, values in table.neuron_curve:
+                paper = PAPER_CURVE.get(count, PAPER_CURVE.get(7776) if count > 7000 else None)
+                lines.append(f"| {count} | {float(np.mean(values)):.3f} | {paper if paper is not None else ''} |")
+            lines.append("")
+    if len(results) == 2:
+        (oracle_name, o), (learned_name, learned) = results.items()
+        ratio = learned.real / o.real if o.real else float("nan")
+        lines += [f"**{learned_name} / oracle = {learned.real:.3f} / {o.real:.3f} = {ratio:.2f}** (target >= 0.85)", ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        from movie_reconstruction._atomic import write_text
+
+        write_text(args.markdown, "# Reconstruction benchmark\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Reconstruction speed: our whole-movie loop vs the paper's windowed loop, in one run.
+
+Both loops run on the same encoder(s), the same trial(s), the same mask and (by default)
+the same number of iterations; the table gives wall time, seconds per iteration, masked
+correlation (for models that mean something: the twin oracle or trained checkpoints) and
+the speed ratio.
+
+Models (``--model``):
+- ``oracle``: the twin itself (``reconstruct_twin.TwinOracle``), 60 MMAC per frame;
+- ``small``: the package's ``small`` encoder with random weights and the dataset's neuron
+  count: the right cost for timing a default ensemble, meaningless correlations;
+- ``checkpoints``: trained encoder folders given with ``--checkpoints``.
+
+``--windowed-steps K`` times only K windowed iterations and extrapolates linearly (the
+windowed loop's cost per iteration is constant); the table says so. Example::
+
+    PYTHONPATH=src python benchmarks/reconstruct_speed.py --model small --members 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def build_models(args, recording):
+    import torch
+
+    if args.model == "oracle":
+        from reconstruct_twin import TwinOracle
+
+        return [TwinOracle(args.twin_dir, args.dataset)], True
+    if args.model == "checkpoints":
+        from movie_reconstruction.model import load_encoder
+
+        return [load_encoder(p, recording) for p in args.checkpoints], True
+    from movie_reconstruction.model import Encoder, EncoderConfig
+
+    models = []
+    for k in range(args.members):
+        torch.manual_seed(k)
+        positions = recording.neurons.positions
+        models.append(
+            Encoder(
+                recording.n_neurons, recording.frame_shape, recording.behavior_channels,
+                EncoderConfig.preset("small"), neuron_positions=positions,
+            ).eval()
+        )
+    return models, False
+
+
+def main(argv=None):
+    from reconstruct_quality import load_trials
+    from reconstruct_twin import TwinOracle, default_paths
+
+    from movie_reconstruction.progress import run
+    from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
+    from movie_reconstruction.reconstruct.mask import mask_for_model
+    from movie_reconstruction.reconstruct.metrics import masked_correlation
+    from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts
+
+    twin_dir, dataset = default_paths()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", type=Path, default=dataset)
+    parser.add_argument("--twin-dir", type=Path, default=twin_dir)
+    parser.add_argument("--model", choices=("oracle", "small", "checkpoints"), default="small")
+    parser.add_argument("--checkpoints", type=Path, nargs="*", default=[])
+    parser.add_argument("--members", type=int, default=3, help="ensemble size for --model small")
+    parser.add_argument("--trials", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--drop-frames", type=int, default=30)
+    parser.add_argument("--iterations", type=int, default=None, help="ours: override the default budget")
+    parser.add_argument("--no-early-stopping", action="store_true")
+    parser.add_argument("--windowed-iterations", type=int, default=None, help="default: as many as ours ran")
+    parser.add_argument("--windowed-steps", type=int, default=None, help="time only this many windowed steps, extrapolate")
+    parser.add_argument("--windowed-lr", type=float, default=1000.0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recording, trials = load_trials(args.dataset, args.trials, args.frames)
+    models, meaningful = build_models(args, recording)
+    oracle_for_mask = models[0] if isinstance(models[0], TwinOracle) else TwinOracle(args.twin_dir, args.dataset)
+    mask = mask_for_model(oracle_for_mask, eval_fraction=0.1)
+
+    config = ReconstructionConfig()
+    if args.iterations:
+        config = dataclasses.replace(config, iterations=args.iterations)
+    if args.no_early_stopping:
+        config = dataclasses.replace(config, early_stopping=False)
+
+    ours = run(reconstruct(models, trials, config, mask=mask, device=args.device))
+    iterations = args.windowed_iterations or ours.iterations_run
+    steps = min(args.windowed_steps or iterations, iterations)
+    windowed_config = WindowedConfig(iterations=steps, learning_rate=args.windowed_lr)
+    start = time.perf_counter()
+    windowed = run(reconstruct_windowed(models, trials, windowed_config, mask=mask, device=args.device))
+    windowed_measured = time.perf_counter() - start
+    windowed_time = windowed_measured * iterations / steps
+    extrapolated = steps < iterations
+
+    def corr(result):
+        if not meaningful or extrapolated and result is windowed:
+            return "n/a"
+        values = [masked_correlation(m, t.video, mask, drop_frames=args.drop_frames) for m, t in zip(result.movies, trials)]
+        return f"{np.mean(values):.3f}"
+
+    n_windows = len(window_starts(trials[0].n_frames, 32, 8))
+    lines = [
+        f"{len(models)} x {args.model} model(s), {len(trials)} trial(s) x {trials[0].n_frames} frames x "
+        f"{recording.frame_shape}, {recording.n_neurons} neurons, device {ours.device}; windowed loop: "
+        f"{n_windows} windows of 32 frames, stride 8, lr {args.windowed_lr}.",
+        "",
+        "| loop | iterations | wall time (s) | s / iteration | masked r |",
+        "|---|---|---|---|---|",
+        f"| ours (whole movie) | {ours.iterations_run} | {ours.elapsed_s:.1f} | {ours.elapsed_s / ours.iterations_run:.2f} | {corr(ours)} |",
+        f"| windowed (paper) | {iterations}{' (timed ' + str(steps) + ', extrapolated)' if extrapolated else ''} | "
+        f"{windowed_time:.1f} | {windowed_measured / steps:.2f} | {corr(windowed)} |",
+        "",
+        f"**speed-up: {windowed_time / ours.elapsed_s:.1f}x** (per iteration: "
+        f"{(windowed_measured / steps) / (ours.elapsed_s / ours.iterations_run):.1f}x)",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        from movie_reconstruction._atomic import write_text
+
+        write_text(args.markdown, "# Reconstruction speed\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()
