@@ -1,19 +1,126 @@
 """``movie-recon``: the command line front end. Each subcommand calls the same core functions
-as the napari widgets. Exit codes: 0 success, 1 bad input (one line on stderr), 2 usage."""
+(:mod:`movie_reconstruction.pipeline`) as the napari widgets.
+
+Exit codes: 0 success; 1 bad input (one line on stderr naming the file and the problem);
+2 usage error; 3 some tasks failed (the finished ones are kept; re-run to retry the rest);
+4 an unexpected error (one line; ``--debug`` shows the traceback); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import InputError
 
+EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_TASKS_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
-def _cmd_info(args: argparse.Namespace) -> int:
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with examples kept as written."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _drive(job, args):
+    from .progress import run, run_with_tqdm
+
+    if getattr(args, "quiet", False):
+        return run(job)
+    return run_with_tqdm(job, dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def _client(args):
+    scheduler = getattr(args, "scheduler", "none")
+    if scheduler in (None, "none", "serial"):
+        yield None
+        return
+    from .distributed import dask_client
+
+    address = None if scheduler == "local" else scheduler
+    with dask_client(address, n_workers=getattr(args, "workers", None)) as client:
+        if not getattr(args, "quiet", False):
+            workers = client.scheduler_info().get("workers", {})
+            print(f"dask: {len(workers)} worker(s) at {client.scheduler.address}", file=sys.stderr)
+        yield client
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _settings(args, base=None):
+    from .pipeline import PipelineSettings, with_changes
+
+    base = base or PipelineSettings()
+    changes = {}
+    for name, attr in (
+        ("fs", "fs"), ("tau", "tau"), ("diameter", "diameter"), ("signal", "signal"), ("models", "n_models"),
+        ("preset", "preset"), ("epochs", "max_epochs"), ("max_minutes", "max_minutes"), ("init_core", "init_core"),
+        ("iterations", "iterations"), ("trials", "trials"), ("neuron_counts", "neuron_counts"), ("device", "device"),
+        ("seed", "seed"), ("threads", "threads"), ("retries", "retries"), ("control_variants", "control_variants"),
+    ):
+        if hasattr(args, name):
+            changes[attr] = getattr(args, name)
+    settings = with_changes(base, **changes)
+    from dataclasses import replace
+
+    if getattr(args, "cell_threshold", None) is not None:
+        settings = replace(settings, cell_threshold=None if args.cell_threshold < 0 else args.cell_threshold)
+    if getattr(args, "small_fov", False):
+        settings = replace(settings, small_fov=True)
+    if getattr(args, "overwrite", False):
+        settings = replace(settings, overwrite=True)
+    if getattr(args, "controls", None) is not None:
+        settings = replace(settings, controls=args.controls)
+    return settings
+
+
+def _results_for_writing(path, argv=None):
+    from .results import ResultsFolder
+
+    return ResultsFolder.create(path, command=["movie-recon", *(argv or sys.argv[1:])])
+
+
+def _print_summary(summary, results_path: Path) -> int:
+    for tid, r in summary.correlations.items():
+        print(f"trial {tid}: masked r = {r:.3f}")
+    if summary.resumed:
+        print(f"resumed: {len(summary.resumed)} trial(s) were already done and not redone")
+    if summary.failed:
+        for line in summary.failed[:10]:
+            print(f"failed: {line}", file=sys.stderr)
+        print(f"movie-recon: {len(summary.failed)} task(s) failed; {len(summary.correlations)} finished trial(s) are kept "
+              f"in {results_path}. Re-run the same command to retry the rest.", file=sys.stderr)
+        return EXIT_TASKS_FAILED
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ commands
+def _cmd_info(args) -> int:
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
+    folder = None
+    if args.results is not None:
+        from .results import ResultsFolder
+
+        folder = ResultsFolder.open(args.results)  # bad input fails before anything is printed
     print(f"napari-movie-reconstruction {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
     try:
@@ -24,37 +131,313 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"torch {torch.__version__}; device: {describe(pick_device())}")
     except ImportError:
         print("torch: not installed")
-    for name in ("suite2p", "napari", "numpy", "dask"):
-        try:
-            module = __import__(name)
-            print(f"{name} {getattr(module, '__version__', getattr(module, 'version', '?'))}")
-        except ImportError:
+    for name in ("suite2p", "napari", "numpy", "dask", "distributed"):
+        try:  # the installed version, without importing (suite2p and napari are slow and chatty to import)
+            print(f"{name} {version(name)}")
+        except PackageNotFoundError:
             print(f"{name}: not installed")
-    return 0
+    if folder is not None:
+        print()
+        for line in folder.summary_lines():
+            print(line)
+    return EXIT_OK
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    print(
-        "movie-recon demo: not ready yet. The end-to-end demo (simulated session -> suite2p -> encoder -> "
-        "reconstruction) lands with the simulator, encoder and reconstruction stages.",
-        file=sys.stderr,
-    )
-    return 3
+def _cmd_demo(args) -> int:
+    from .pipeline import PipelineSettings, run_demo
+
+    settings = _settings(args, PipelineSettings.demo(args.quick))
+    out = Path(args.output or ("movie-recon-demo-quick" if args.quick else "movie-recon-demo"))
+    with _client(args) as client:
+        result = _drive(run_demo(out, quick=args.quick, settings=settings, client=client,
+                                 command=["movie-recon", *sys.argv[1:]]), args)
+    code = _print_summary(result.reconstruction, result.results)
+    if result.controls:
+        verdict = "beats every control" if result.controls.get("beats_controls") else "does NOT beat every control"
+        print(f"the reconstruction {verdict} (real r = {result.controls['rows'][0]['mean_r']:.3f})")
+    print(f"total {result.timings.get('total', 0):.0f} s")
+    print(f"report: {result.report}")
+    return code
+
+
+def _cmd_extract(args) -> int:
+    from .pipeline import extract_stage
+
+    results = _results_for_writing(args.output)
+    settings = _settings(args)
+    inputs = [Path(p) for p in args.inputs]
+    if len(inputs) == 1 and (inputs[0].suffix == ".toml" or (inputs[0].is_dir() and any(inputs[0].glob("*.toml")))):
+        traces = _drive(extract_stage(results, inputs[0], settings), args)
+    else:
+        from .extract import extract_traces, small_fov_overrides
+        from .results import describe_inputs
+
+        if settings.fs is None:
+            raise InputError("raw files were given without a manifest: pass --fs (the volume rate, Hz) unless the TIFFs carry it")
+        diameter = settings.diameter or 12.0
+        job = extract_traces(inputs, results.extraction_dir, fs=settings.fs, tau=settings.tau or 1.0,
+                             diameter=diameter, cell_threshold=settings.cell_threshold,
+                             device=settings.device, settings=small_fov_overrides(diameter) if settings.small_fov else None,
+                             overwrite=settings.overwrite)
+        traces = _drive(job, args)
+        results.write_rois(traces)
+        results.record("extract", inputs=describe_inputs([("raw", p) for p in inputs]),
+                       settings={"fs": settings.fs, "tau": settings.tau, "diameter": settings.diameter})
+    for t in traces:
+        print(f"plane {t.plane}: {t.n_cells} cells, {t.n_frames} frames at {t.frame_rate:g} Hz")
+    print(f"suite2p output: {results.extraction_dir / 'suite2p'}")
+    return EXIT_OK
+
+
+def _cmd_build(args) -> int:
+    from .pipeline import build_stage
+
+    results = _results_for_writing(args.output)
+    traces = None
+    if args.suite2p is not None:
+        from .io.suite2p_folder import read_suite2p_folder
+
+        traces = read_suite2p_folder(args.suite2p, cell_threshold=_settings(args).cell_threshold)
+        results.write_rois(traces)
+    recording = _drive(build_stage(results, args.manifest, traces, _settings(args)), args)
+    print(repr(recording))
+    print(f"recording: {results.recording_dir}")
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    from .pipeline import train_stage
+
+    results = _results_for_writing(args.results)
+    settings = _settings(args)
+    with _client(args) as client:
+        checkpoints = _drive(train_stage(results, settings, recording_path=args.recording, client=client), args)
+    from .results import load_results
+
+    for entry in load_results(results.path).training:
+        print(f"{Path(entry['checkpoint']).name}: best validation r = {entry['best_val_corr']:.3f} "
+              f"at epoch {entry['best_epoch']} ({entry['stopped_because']})")
+    print(f"{len(checkpoints)} model(s) in {results.models_dir}")
+    return EXIT_OK
+
+
+def _cmd_reconstruct(args) -> int:
+    from .pipeline import controls_stage, reconstruct_stage, report_stage
+
+    results = _results_for_writing(args.results)
+    settings = _settings(args)
+    with _client(args) as client:
+        summary = _drive(reconstruct_stage(results, settings, recording_path=args.recording, client=client), args)
+        code = _print_summary(summary, results.path)
+        if code == EXIT_OK and settings.controls:
+            if len(summary.trial_ids) < 2:
+                print("controls skipped: they need at least two trials", file=sys.stderr)
+            else:
+                controls = _drive(controls_stage(results, settings, recording_path=args.recording, client=client), args)
+                print(controls["markdown"])
+    if args.report:
+        print(f"report: {_drive(report_stage(results), args)}")
+    return code
+
+
+def _cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .reconstruct.metrics import score_movie
+    from .results import ResultsFolder, load_results
+
+    folder = ResultsFolder.open(args.results)
+    results = load_results(folder.path)
+    if not results.trials:
+        raise InputError("no reconstructed trials to evaluate (run `movie-recon reconstruct` first)", folder.path)
+    mask = results.mask if results.mask is not None else np.ones(results.trials[0].stimulus.shape[1:], np.float32)
+    rows = []
+    print(f"{'trial':>6} {'masked r':>9} {'SSIM':>7}")
+    for trial in results.trials:
+        scores = score_movie(trial.reconstruction, trial.stimulus, mask, drop_frames=args.drop_frames)
+        rows.append({"trial_id": trial.trial_id, "tier": trial.tier, "correlation": scores.correlation,
+                     "ssim": scores.ssim, "members": trial.members, "frames": trial.n_frames})
+        print(f"{trial.trial_id:>6} {scores.correlation:>9.3f} {scores.ssim:>7.3f}")
+    corr = [r["correlation"] for r in rows]
+    summary = {"trials": len(rows), "mean_correlation": float(np.mean(corr)), "median_correlation": float(np.median(corr)),
+               "mean_ssim": float(np.mean([r["ssim"] for r in rows])), "drop_frames": args.drop_frames,
+               "convention": "Pearson r over pixels with alpha >= 1 x frames, first frames dropped (Bauer et al. 2025)"}
+    if args.encoders:
+        summary["encoders"] = _evaluate_encoders(folder, args)
+    folder.write_metrics(rows, summary)
+    print(f"mean masked r = {summary['mean_correlation']:.3f} over {len(rows)} trial(s); metrics: {folder.path / 'metrics.csv'}")
+    return EXIT_OK
+
+
+def _evaluate_encoders(folder, args) -> list[dict]:
+    from .model import evaluate_encoder, load_encoder
+    from .pipeline import _recording_path_of, open_recording
+
+    recording = open_recording(_recording_path_of(folder, args.recording))
+    out = []
+    for path in folder.checkpoints():
+        encoder = load_encoder(path, recording)
+        scores = evaluate_encoder(encoder, recording, "test")
+        out.append({"model": path.name, **{k: v for k, v in scores.items() if isinstance(v, (int, float))}})
+        print(f"{path.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in out[-1].items() if isinstance(v, float)))
+    return out
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+    from .results import ResultsFolder
+
+    folder = ResultsFolder.open(args.results)
+    path = write_report(folder.path, args.output)
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ parser
+def _common(p, *, device=True, cluster=False, seed=False):
+    if device:
+        p.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, cuda:1, mps")
+    if seed:
+        p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    if cluster:
+        p.add_argument("--scheduler", default="local", metavar="ADDRESS",
+                       help="'local' (default): a Dask LocalCluster sized to this machine; 'none': run in this "
+                            "process; or the address of an existing Dask scheduler (tcp://host:8786, or a scheduler JSON file)")
+        p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: one per core)")
+        p.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the worker's)")
+        p.add_argument("--retries", type=int, default=None, help="retries of a failed task before it is reported (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="movie-recon",
         description="Reconstruct the movie a mouse saw from its visual cortex activity.",
-        epilog="Examples:\n  movie-recon info\n  movie-recon demo",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "Pipeline: extract (suite2p) -> build (align) -> train (encoders) -> reconstruct -> evaluate -> report.\n\n"
+            "Examples:\n"
+            "  movie-recon demo --quick                      # the whole pipeline on a simulated mouse\n"
+            "  movie-recon extract session.toml -o results/\n"
+            "  movie-recon build session.toml -o results/\n"
+            "  movie-recon train results/ --models 3\n"
+            "  movie-recon reconstruct results/\n"
+            "  movie-recon report results/\n"
+            "  movie-recon info results/\n\n"
+            "Exit codes: 0 success, 1 bad input, 2 usage, 3 some tasks failed (finished work kept), 4 internal error."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = sub.add_parser("info", help="versions and the compute device", description="Print versions and the device.")
-    info.set_defaults(func=_cmd_info)
-    demo = sub.add_parser("demo", help="run the whole pipeline on a simulated session")
-    demo.set_defaults(func=_cmd_demo)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("info", help="versions, the compute device, and what a results folder holds",
+                       description="Print versions and the device; with a results folder, what it holds.",
+                       epilog="Examples:\n  movie-recon info\n  movie-recon info movie-recon-demo/")
+    p.add_argument("results", nargs="?", type=Path, help="a results folder")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on a simulated session",
+                       description="Simulate a two-photon session of mouse V1, then extract, build, train, reconstruct, "
+                                   "run the controls and write a report. Needs no data and no network.",
+                       epilog="Examples:\n  movie-recon demo                 # the full demo session\n"
+                              "  movie-recon demo --quick         # a short session (timings: docs/user-guide.md)\n"
+                              "  movie-recon demo -o /tmp/demo --scheduler none")
+    p.add_argument("--quick", action="store_true", help="a short session, a small ensemble and fewer controls")
+    p.add_argument("-o", "--output", type=Path, help="results folder (default ./movie-recon-demo[-quick]); reused to resume")
+    _common(p, cluster=True, seed=True)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("extract", help="suite2p on a session's raw stack",
+                       description="Run suite2p on the raw imaging of a session manifest (or on raw TIFF/HDF5 files) "
+                                   "into RESULTS/extraction/suite2p. A finished identical run is reused; an "
+                                   "interrupted one resumes.",
+                       epilog="Examples:\n  movie-recon extract session.toml -o results/\n"
+                              "  movie-recon extract raw/*.tif --fs 30 --tau 0.7 --diameter 10 -o results/\n"
+                              "  movie-recon extract session.toml -o results/ --small-fov --cell-threshold 0")
+    p.add_argument("inputs", nargs="+", help="a session manifest (.toml, or a folder holding one), or raw TIFF/HDF5 files")
+    p.add_argument("-o", "--output", type=Path, required=True, help="results folder")
+    p.add_argument("--fs", type=float, default=None, help="imaging volume rate per plane (Hz)")
+    p.add_argument("--tau", type=float, default=None, help="indicator decay time (s): ~0.7 GCaMP6f, 1.0-1.5 GCaMP6s")
+    p.add_argument("--diameter", type=float, default=None, help="expected cell diameter (pixels)")
+    p.add_argument("--cell-threshold", type=float, default=None,
+                   help="classifier probability a ROI needs (default 0.5; negative: suite2p's own iscell)")
+    p.add_argument("--small-fov", action="store_true", help="suite2p settings for a small, low-resolution field of view")
+    p.add_argument("--overwrite", action="store_true", help="replace a suite2p folder made from other input or settings")
+    _common(p)
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("build", help="align traces and behaviour onto the stimulus frames",
+                       description="Cut the session into trials on the stimulus clock (see docs/manifest.md) and save "
+                                   "the recording as RESULTS/recording (Sensorium 2023 layout).",
+                       epilog="Examples:\n  movie-recon build session.toml -o results/\n"
+                              "  movie-recon build session.toml -o results/ --suite2p old_run/suite2p")
+    p.add_argument("manifest", type=Path, help="the session manifest (.toml)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="results folder")
+    p.add_argument("--suite2p", type=Path, default=None, help="an existing suite2p output folder (default: RESULTS/extraction)")
+    p.add_argument("--signal", choices=("spks", "F", "corrected"), default=None,
+                   help="spks: deconvolved (default); F; corrected: F - 0.7 Fneu")
+    p.add_argument("--cell-threshold", type=float, default=None, help="classifier probability a ROI needs (default 0.5)")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("train", help="train the encoder ensemble",
+                       description="Train an ensemble of encoders (one Dask task per member) on RESULTS/recording or on "
+                                   "a Sensorium 2023 mouse folder. Checkpoints go to RESULTS/models; members already "
+                                   "trained with the same settings are kept.",
+                       epilog="Examples:\n  movie-recon train results/\n"
+                              "  movie-recon train results/ --models 7 --preset large --device cuda --scheduler none\n"
+                              "  movie-recon train results/ --recording sensorium/dynamic29515-10-12-Video-full\n"
+                              "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786")
+    p.add_argument("results", type=Path, help="results folder")
+    p.add_argument("--recording", type=Path, default=None, help="a Sensorium 2023 mouse folder (default: RESULTS/recording)")
+    p.add_argument("--models", type=int, default=None, help="ensemble size (default 3)")
+    p.add_argument("--preset", choices=("small", "large"), default=None, help="small: CPU-friendly (default); large: for GPUs")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs per model")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget per model")
+    p.add_argument("--init-core", default=None, help="'bundled' pretrained core, or a core/checkpoint path")
+    p.add_argument("--overwrite", action="store_true", help="retrain members that already exist")
+    _common(p, cluster=True, seed=True)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("reconstruct", help="reconstruct test trials, run the controls, write metrics",
+                       description="Reconstruct trials (trials x members are Dask tasks) into RESULTS/reconstructions "
+                                   "with the stimulus, as TIFF. Re-running resumes: finished trials are not redone.",
+                       epilog="Examples:\n  movie-recon reconstruct results/\n"
+                              "  movie-recon reconstruct results/ --trials 3,7 --iterations 400 --no-controls\n"
+                              "  movie-recon reconstruct results/ --scheduler scheduler.json")
+    p.add_argument("results", type=Path, help="results folder with trained models")
+    p.add_argument("--recording", type=Path, default=None, help="recording folder (default: the one the models were trained on)")
+    p.add_argument("--trials", type=_int_list, default=None, help="trial ids, comma-separated (default: every test trial)")
+    p.add_argument("--iterations", type=int, default=None, help="optimisation steps (default 200; stops early on a plateau)")
+    p.add_argument("--controls", dest="controls", action="store_true", default=None, help="run the controls (default)")
+    p.add_argument("--no-controls", dest="controls", action="store_false", help="skip the controls")
+    p.add_argument("--neuron-counts", type=_int_list, default=None, help="neuron counts for the curve (default 1/8, 1/4, 1/2)")
+    p.add_argument("--control-variants", type=_name_list, default=None,
+                   help="reconstructing controls, comma-separated (default: time-reversed,circular shift,grey-screen prior); "
+                        "the shuffled control costs nothing and always runs")
+    p.add_argument("--overwrite", action="store_true", help="replace reconstructions made with other models or settings")
+    p.add_argument("--report", action="store_true", help="write the report afterwards")
+    _common(p, cluster=True, seed=True)
+    p.set_defaults(func=_cmd_reconstruct)
+
+    p = sub.add_parser("evaluate", help="score the reconstructions (and optionally the encoders)",
+                       description="Re-score the stored reconstructions against their stimuli (masked correlation, "
+                                   "SSIM) and rewrite RESULTS/metrics.csv and metrics.json.",
+                       epilog="Examples:\n  movie-recon evaluate results/\n  movie-recon evaluate results/ --encoders")
+    p.add_argument("results", type=Path, help="results folder")
+    p.add_argument("--drop-frames", type=int, default=30, help="frames dropped at the start of each trial (default 30)")
+    p.add_argument("--encoders", action="store_true", help="also score each encoder's predictions on the test trials")
+    p.add_argument("--recording", type=Path, default=None, help="recording folder for --encoders")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="write the HTML report of a results folder",
+                       description="Render one self-contained HTML file (figures and animation embedded).",
+                       epilog="Examples:\n  movie-recon report results/\n  movie-recon report results/ -o ~/mouse12.html")
+    p.add_argument("results", type=Path, help="results folder")
+    p.add_argument("-o", "--output", type=Path, default=None, help="HTML file (default RESULTS/report.html)")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -63,15 +446,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"movie-recon {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT
+    except Exception as exc:
+        from .distributed import TasksFailed
+
+        if not isinstance(exc, TasksFailed):
+            return _unexpected(args, exc)
+        print(f"movie-recon {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_TASKS_FAILED
     except KeyboardInterrupt:
-        print(f"movie-recon {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"movie-recon {args.command}: interrupted (finished work is kept; re-run to resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _unexpected(args, exc: Exception) -> int:
+    """One line for the user; the traceback with --debug."""
+    if args.debug:
+        raise exc
+    first = str(exc).strip().splitlines()
+    print(f"movie-recon {args.command}: {type(exc).__name__}: {first[0] if first else ''} (--debug shows the traceback)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,0 +1,408 @@
+"""Run the embarrassingly parallel work as Dask tasks: trials x ensemble members for
+reconstruction, ensemble members for training.
+
+The unit of work is a plain function of picklable arguments (:func:`reconstruct_member`,
+:func:`train_member`), so the same task runs in this process (``client=None``: the serial
+path, with live progress) or on any ``dask.distributed`` cluster: a :class:`LocalCluster`
+sized to the machine by default, or an existing scheduler given by address (for example one
+started with dask-jobqueue on SLURM).
+
+What workers need:
+
+- reconstruction tasks carry everything with them (the trial's arrays and the checkpoint's
+  bytes), so any cluster works, shared filesystem or not;
+- training tasks read the aligned recording from its folder (``results/recording``, Sensorium
+  layout), which must be visible to the workers (a shared filesystem on a cluster); the
+  trained checkpoint comes back as bytes and is written here, into the results folder.
+
+Failures: every task is retried ``retries`` times (Dask also reschedules tasks of a worker
+that died); a task that still fails is reported in :class:`TaskReport` while the finished
+ones are kept. Bad input (:class:`~movie_reconstruction.errors.InputError`) is not retried:
+it stops the run with its message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .progress import Job, Progress
+
+DEFAULT_RETRIES = 2
+
+
+class TasksFailed(RuntimeError):
+    """Some tasks failed after their retries; the finished ones were kept."""
+
+
+# ------------------------------------------------------------------------------------ clusters
+def local_cluster_size(memory_per_worker_gib: float = 2.0) -> tuple[int, int]:
+    """(workers, threads per worker) for this machine: one single-threaded worker per core,
+    fewer if memory would run short (torch uses the worker's one thread; processes avoid the GIL)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    try:
+        import psutil
+
+        memory_gib = psutil.virtual_memory().total / 2**30
+        cores = max(1, min(cores, int(memory_gib // memory_per_worker_gib)))
+    except ImportError:
+        pass
+    return max(1, cores), 1
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    processes: bool = True,
+) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``scheduler`` (an address like ``tcp://host:8786`` or a
+    scheduler JSON file), or to a new :class:`LocalCluster` sized to the machine, closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            if str(scheduler).endswith(".json"):
+                client = Client(scheduler_file=str(scheduler), timeout="30s")
+            else:
+                client = Client(str(scheduler), timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot connect to the Dask scheduler ({exc})", scheduler) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    workers, threads = local_cluster_size()
+    cluster = LocalCluster(
+        n_workers=n_workers or workers,
+        threads_per_worker=threads_per_worker or threads,
+        processes=processes,
+        dashboard_address=":0",
+        silence_logs=40,  # logging.ERROR: a killed worker is handled, not shouted about
+    )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+@dataclass(frozen=True)
+class CheckpointBlob:
+    """An encoder checkpoint folder as bytes, so that tasks can carry it to any worker."""
+
+    name: str
+    files: dict[str, bytes]
+    sha256: str
+
+    @classmethod
+    def read(cls, folder: str | Path) -> CheckpointBlob:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError("encoder checkpoint folder not found", folder)
+        files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        if "config.json" not in files:
+            raise InputError("not an encoder checkpoint (config.json is missing)", folder)
+        digest = hashlib.sha256()
+        for name, data in files.items():
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        return cls(folder.name, files, digest.hexdigest())
+
+    def write(self, folder: str | Path) -> Path:
+        from ._atomic import atomic_path
+
+        folder = Path(folder)
+        with atomic_path(folder) as tmp:
+            tmp.mkdir()
+            for name, data in self.files.items():
+                (tmp / name).write_bytes(data)
+        return folder
+
+
+_ENCODERS: dict[str, Any] = {}  # per process: checkpoint hash -> loaded encoder
+
+
+def load_blob(blob: CheckpointBlob, device="cpu"):
+    """The encoder of a checkpoint blob (verified by ``load_encoder``), cached per process."""
+    key = f"{blob.sha256}:{device}"
+    if key not in _ENCODERS:
+        from .model import load_encoder
+
+        with tempfile.TemporaryDirectory(prefix="movie-recon-ckpt-") as tmp:
+            folder = Path(tmp) / blob.name
+            folder.mkdir()
+            for name, data in blob.files.items():
+                (folder / name).write_bytes(data)
+            encoder = load_encoder(folder, device=device)
+        encoder.checkpoint_path = None
+        if len(_ENCODERS) > 16:
+            _ENCODERS.clear()
+        _ENCODERS[key] = encoder
+    return _ENCODERS[key]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` torch threads (None: leave as is), restoring the previous count."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------ reconstruction tasks
+@dataclass
+class MemberMovie:
+    """One ensemble member's reconstruction of one trial (before averaging and blurring)."""
+
+    movie: np.ndarray  # (T, H, W) float32
+    losses: np.ndarray  # (steps,)
+    iterations: int
+    stopped_early: bool
+    seconds: float
+    device: str
+    worker: str = ""
+
+
+def reconstruct_member_job(
+    blob: CheckpointBlob,
+    trial,
+    config,
+    alpha: np.ndarray,
+    *,
+    neurons=None,
+    device: str | None = "auto",
+    threads: int | None = None,
+) -> Job[MemberMovie]:
+    """Reconstruct ``trial`` with one ensemble member (a job generator; see :func:`reconstruct_member`)."""
+    from .reconstruct import reconstruct
+
+    from .device import pick_device
+
+    torch_device = pick_device(device)
+    model = load_blob(blob, device="cpu")
+    member_config = replace(config, blur_sigma=None, ensemble="average_movies")
+    with torch_threads(threads):
+        result = yield from reconstruct([model], [trial], member_config, mask=alpha, neurons=neurons, device=torch_device)
+    return MemberMovie(
+        movie=np.asarray(result.member_movies[0, 0], np.float32),
+        losses=np.asarray(result.member_loss_history[0], np.float32),
+        iterations=int(result.iterations_run),
+        stopped_early=bool(result.stopped_early),
+        seconds=float(result.elapsed_s),
+        device=result.device,
+        worker=_worker_name(),
+    )
+
+
+def reconstruct_member(blob, trial, config, alpha, *, neurons=None, device="auto", threads=None) -> MemberMovie:
+    """The reconstruction task: one trial, one member; runs anywhere (arguments are plain data)."""
+    from .progress import run
+
+    return run(reconstruct_member_job(blob, trial, config, alpha, neurons=neurons, device=device, threads=threads))
+
+
+def combine_members(movies: Sequence[np.ndarray], config) -> np.ndarray:
+    """The ensemble's movie: the members' mean, 3D-blurred as configured, clipped to the pixel range."""
+    from .reconstruct.optimiser import blur_movies
+
+    mean = np.mean(np.stack([np.asarray(m, np.float32) for m in movies]), axis=0)
+    blurred = blur_movies(mean[None], config.blur_sigma)[0]
+    return np.clip(blurred, *config.pixel_range).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------ training tasks
+def train_member_job(
+    recording_path: str | Path,
+    seed: int,
+    preset: str = "small",
+    training: dict | None = None,
+    *,
+    device: str | None = "auto",
+    threads: int | None = None,
+    init_core=None,
+) -> Job[CheckpointBlob]:
+    """Train one ensemble member on the recording folder; returns its checkpoint as bytes."""
+    from .io.sensorium import read_sensorium
+    from .model import TrainConfig, save_encoder, train_encoder
+
+    recording = read_sensorium(recording_path)
+    config = TrainConfig.preset(preset).replace(**(training or {})).replace(seed=int(seed))
+    with torch_threads(threads):
+        result = yield from train_encoder(recording, preset, config, device=device, init_core=init_core)
+    with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
+        folder = save_encoder(result.encoder, Path(tmp) / "model", extra={"seed": int(seed), "worker": _worker_name()})
+        return CheckpointBlob.read(folder)
+
+
+def train_member(recording_path, seed, preset="small", training=None, *, device="auto", threads=None, init_core=None):
+    """The training task: one ensemble member."""
+    from .progress import run
+
+    return run(train_member_job(recording_path, seed, preset, training, device=device, threads=threads, init_core=init_core))
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return "local"
+
+
+# ------------------------------------------------------------------------------------ running tasks
+@dataclass
+class Task:
+    """One unit of work: ``job(*args, **kwargs)`` here, ``function(*args, **kwargs)`` on a worker."""
+
+    key: Any
+    function: Callable
+    job: Callable
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class TaskFailure:
+    key: Any
+    label: str
+    error: str
+
+
+@dataclass
+class TaskReport:
+    finished: list = field(default_factory=list)
+    failed: list[TaskFailure] = field(default_factory=list)
+    seconds: float = 0.0
+    where: str = "serial"
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    on_done: Callable[[Any, Any], None],
+    *,
+    client=None,
+    retries: int = DEFAULT_RETRIES,
+    stage: str = "tasks",
+) -> Job[TaskReport]:
+    """Run ``tasks`` here (``client=None``) or on a Dask cluster; call ``on_done(key, result)``
+    in this process as each finishes (that is where results are written, so finished work is
+    kept whatever happens to later tasks). Yields :class:`Progress`; returns a :class:`TaskReport`.
+    """
+    started = time.perf_counter()
+    if client is None:
+        report = yield from _run_serial(tasks, on_done, retries, stage)
+    else:
+        report = yield from _run_dask(tasks, on_done, client, retries, stage)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_serial(tasks, on_done, retries, stage) -> Job[TaskReport]:
+    report = TaskReport(where="serial")
+    for number, task in enumerate(tasks):
+        for attempt in range(retries + 1):
+            try:
+                job = task.job(*task.args, **task.kwargs)
+                while True:
+                    try:
+                        event = next(job)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    # one bar over all tasks: a task's own fraction moves us within its slot
+                    fraction = event.fraction or 0.0
+                    yield Progress(stage, number * 1000 + int(1000 * fraction), len(tasks) * 1000,
+                                   f"{task.label}: {event.message}", event.metrics, event.preview)
+            except InputError:
+                raise
+            except Exception as exc:  # a task's failure is reported, the run goes on
+                if attempt < retries:
+                    continue
+                report.failed.append(TaskFailure(task.key, task.label, _one_line(exc)))
+                break
+            on_done(task.key, result)
+            report.finished.append(task.key)
+            break
+        yield Progress(stage, (number + 1) * 1000, len(tasks) * 1000, f"{task.label}: done")
+    return report
+
+
+def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
+    from distributed import as_completed
+
+    report = TaskReport(where=_describe_client(client))
+    token = hashlib.sha256(f"{time.time_ns()}{os.getpid()}".encode()).hexdigest()[:8]
+    futures = {}
+    for task in tasks:
+        future = client.submit(
+            task.function, *task.args, **task.kwargs, key=f"movie-recon-{stage}-{task.key}-{token}".replace(" ", "_"),
+            retries=retries, pure=False,
+        )
+        futures[future] = task
+    yield Progress(stage, 0, len(tasks), f"{len(tasks)} task(s) submitted to {report.where}")
+    done = 0
+    try:
+        for future in as_completed(list(futures)):
+            task = futures[future]
+            if future.status != "finished":  # an error after its retries, or cancelled by the cluster
+                exc = future.exception() if future.status == "error" else RuntimeError(f"task {future.status}")
+                if isinstance(exc, InputError):
+                    raise exc
+                report.failed.append(TaskFailure(task.key, task.label, _one_line(exc)))
+            else:
+                on_done(task.key, future.result())
+                report.finished.append(task.key)
+            future.release()
+            done += 1
+            yield Progress(stage, done, len(tasks), f"{task.label}: {'done' if future.status == 'finished' else 'failed'}")
+    finally:
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            client.cancel(pending)
+    return report
+
+
+def _describe_client(client) -> str:
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers.values())
+        return f"dask {client.scheduler.address} ({len(workers)} workers, {threads} threads)"
+    except Exception:  # information only
+        return "dask"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()

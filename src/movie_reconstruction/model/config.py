@@ -1,0 +1,135 @@
+"""Architecture and training settings, as plain dataclasses that round-trip through JSON.
+
+Two presets:
+
+- ``small``: a few hundred thousand multiply-accumulates per pixel row; trains on a 2-core
+  laptop CPU in minutes (the acceptance run: 2,000 neurons, 20 min of movie, < 20 min).
+- ``large``: wider and deeper, with temporal convolutions in every block, for GPUs; the
+  direction of the published encoders (DwiseNeuro), not their exact size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+PRESETS = ("small", "large")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of the core, readout and behaviour terms."""
+
+    channels: int = 16  # feature channels of the core
+    blocks: int = 3  # depthwise-separable blocks after the stem
+    stem_kernel: int = 9  # spatial kernel of the first convolution
+    block_type: str = "dense"  # "dense" (one full kxk convolution) or "separable" (1x1, kxk depthwise, 1x1)
+    block_kernel: int = 3  # spatial kernel of the block convolutions
+    temporal_kernel: int = 11  # causal temporal kernel of the stem, in frames
+    block_temporal_kernel: int = 1  # causal temporal kernel inside each block (1 = none)
+    stride: int = 2  # spatial stride of the stem (2 halves the feature map, 4x fewer MACs)
+    residual: bool = False  # residual connections around blocks
+    behavior_hidden: int = 8  # hidden units of the behaviour-gain network
+    shifter_hidden: int = 8  # hidden units of the pupil-position shifter (0 = no shifter)
+    position_hidden: int = 16  # hidden units of the ROI-position -> RF-position network
+    init_sigma: float = 0.1  # initial std of the Gaussian readout's sampling jitter
+    output: str = "elu1"  # rectifying output: "elu1" (ELU + 1) or "softplus"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EncoderConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown encoder settings {unknown}")
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str) -> EncoderConfig:
+        if name == "small":
+            return cls()
+        if name == "large":
+            return cls(
+                channels=128,
+                blocks=8,
+                stem_kernel=9,
+                block_type="separable",
+                block_kernel=7,
+                temporal_kernel=15,
+                block_temporal_kernel=5,
+                stride=1,
+                residual=True,
+                behavior_hidden=16,
+                shifter_hidden=16,
+                position_hidden=32,
+            )
+        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+
+    @property
+    def history_frames(self) -> int:
+        """How many past frames (including the current one) can influence an output."""
+        return self.temporal_kernel + self.blocks * (self.block_temporal_kernel - 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. ``max_minutes`` stops training cleanly at a wall-clock budget."""
+
+    max_epochs: int = 40
+    patience: int = 6  # epochs without a better validation correlation before stopping
+    clip_frames: int = 60  # frames per random training clip (the first history frames are burn-in)
+    batch_size: int = 8
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    steps_per_epoch: int | None = None  # default: about one pass over the training frames
+    max_minutes: float | None = None
+    budget_clock: str = "wall"  # "wall", or "process": CPU time of this process (for shared machines)
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = True  # torch.compile, used only on CUDA
+    mixed_precision: bool = True  # autocast, used only on CUDA
+    core_lr_scale: float = 1.0  # learning-rate factor for a pretrained core (0 freezes it)
+    eval_batch_frames: int = 1200  # frames per forward pass when evaluating validation trials
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str) -> TrainConfig:
+        if name == "small":
+            return cls()
+        if name == "large":
+            return cls(max_epochs=200, patience=15, clip_frames=90, batch_size=16, lr=2e-3)
+        raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
+
+    def replace(self, **changes) -> TrainConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How inputs are standardised before the network sees them (stored in checkpoints)."""
+
+    video_mean: float = 128.0
+    video_std: float = 64.0
+    behavior_mean: tuple[float, ...] = field(default_factory=tuple)
+    behavior_std: tuple[float, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {
+            "video_mean": float(self.video_mean),
+            "video_std": float(self.video_std),
+            "behavior_mean": [float(v) for v in self.behavior_mean],
+            "behavior_std": [float(v) for v in self.behavior_std],
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Normalization:
+        return cls(
+            video_mean=float(values["video_mean"]),
+            video_std=float(values["video_std"]),
+            behavior_mean=tuple(float(v) for v in values["behavior_mean"]),
+            behavior_std=tuple(float(v) for v in values["behavior_std"]),
+        )

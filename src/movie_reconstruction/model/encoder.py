@@ -1,0 +1,192 @@
+"""The dynamic encoding model: movie + behaviour -> every neuron's firing rate, frame by frame.
+
+``Encoder.forward(video, behavior)`` follows the encoder contract in docs/architecture.md:
+
+- ``video`` ``(B, T, H, W)`` in 0..255 grey levels, ``behavior`` ``(B, C, T)`` in recorded units
+  (both normalised inside, with statistics fixed at training time);
+- returns ``rates`` ``(B, neurons, T)``, non-negative and causal in time.
+
+Behaviour enters twice, as in mouse V1: running and pupil size scale each neuron's gain
+(a small shared network, then per-neuron weights, exponentiated), and pupil position shifts
+all receptive-field read points together (the shifter).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from .config import EncoderConfig, Normalization
+from .core import Core, core_macs_per_frame
+from .readout import GaussianReadout, Shifter
+
+PUPIL_POSITION = ("pupil_x", "pupil_y")
+SCHEMA_VERSION = 1
+
+
+class Encoder(nn.Module):
+    def __init__(
+        self,
+        n_neurons: int,
+        frame_shape: tuple[int, int],
+        behavior_channels: tuple[str, ...] | list[str],
+        architecture: EncoderConfig | None = None,
+        normalization: Normalization | None = None,
+        *,
+        neuron_positions=None,
+        neuron_ids=None,
+    ):
+        super().__init__()
+        architecture = architecture or EncoderConfig()
+        behavior_channels = tuple(str(c) for c in behavior_channels)
+        normalization = normalization or Normalization(
+            behavior_mean=(0.0,) * len(behavior_channels), behavior_std=(1.0,) * len(behavior_channels)
+        )
+        if len(normalization.behavior_mean) != len(behavior_channels):
+            raise ValueError("normalization has a different number of behaviour channels than the encoder")
+        if architecture.output not in ("elu1", "softplus"):
+            raise ValueError(f"unknown output nonlinearity {architecture.output!r}")
+        self.architecture = architecture
+        self.normalization = normalization
+        self.n_neurons = int(n_neurons)
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.behavior_channels = behavior_channels
+        self.neuron_ids = np.arange(n_neurons) if neuron_ids is None else np.asarray(neuron_ids)
+        if self.neuron_ids.shape != (self.n_neurons,):
+            raise ValueError(f"expected {self.n_neurons} neuron ids, got shape {self.neuron_ids.shape}")
+        self.has_positions = neuron_positions is not None
+        self.position_dims = int(np.asarray(neuron_positions).shape[1]) if self.has_positions else 0
+
+        self.register_buffer("video_mean", torch.tensor(float(normalization.video_mean)))
+        self.register_buffer("video_std", torch.tensor(float(normalization.video_std)))
+        self.register_buffer("behavior_mean", torch.tensor(normalization.behavior_mean, dtype=torch.float32))
+        self.register_buffer("behavior_std", torch.tensor(normalization.behavior_std, dtype=torch.float32))
+
+        self.core = Core(architecture)
+        self.readout = GaussianReadout(
+            self.n_neurons,
+            architecture.channels,
+            init_sigma=architecture.init_sigma,
+            positions=neuron_positions,
+            position_hidden=architecture.position_hidden,
+        )
+        self.gain_index = [i for i, c in enumerate(behavior_channels) if c not in PUPIL_POSITION]
+        self.shift_index = (
+            [behavior_channels.index(c) for c in PUPIL_POSITION]
+            if all(c in behavior_channels for c in PUPIL_POSITION) and architecture.shifter_hidden > 0
+            else []
+        )
+        self.shifter = Shifter(architecture.shifter_hidden) if self.shift_index else None
+        if self.gain_index and architecture.behavior_hidden > 0:
+            self.gain_net = nn.Sequential(nn.Linear(len(self.gain_index), architecture.behavior_hidden), nn.ELU())
+            self.gain_weights = nn.Parameter(torch.zeros(self.n_neurons, architecture.behavior_hidden))
+        else:
+            self.gain_net = None
+            self.gain_weights = None
+
+    # ------------------------------------------------------------------ contract
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild this encoder (JSON-able)."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "architecture": self.architecture.to_dict(),
+            "n_neurons": self.n_neurons,
+            "frame_shape": list(self.frame_shape),
+            "behavior_channels": list(self.behavior_channels),
+            "normalization": self.normalization.to_dict(),
+            "has_positions": self.has_positions,
+            "position_dims": self.position_dims,
+        }
+
+    def readout_positions(self) -> torch.Tensor:
+        """Receptive-field centres ``(neurons, 2)``, normalised ``(x, y)`` in [-1, 1], no pupil shift (CPU)."""
+        with torch.no_grad():
+            return self.readout.mu().detach().float().cpu()
+
+    def forward(self, video: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        if video.ndim != 4 or tuple(video.shape[2:]) != self.frame_shape:
+            raise InputError(
+                f"video must be (batch, frames, {self.frame_shape[0]}, {self.frame_shape[1]}), got {tuple(video.shape)}"
+            )
+        b, t = video.shape[:2]
+        if behavior.ndim != 3 or tuple(behavior.shape) != (b, len(self.behavior_channels), t):
+            raise InputError(
+                f"behaviour must be (batch, {len(self.behavior_channels)} channels {list(self.behavior_channels)}, "
+                f"{t} frames), got {tuple(behavior.shape)}"
+            )
+        x = (video - self.video_mean) / self.video_std
+        z = (behavior - self.behavior_mean.view(1, -1, 1)) / self.behavior_std.view(1, -1, 1)
+        features = self.core(x)
+        shift = self.shifter(z[:, self.shift_index]) if self.shifter is not None else None
+        drive = self.readout(features, shift).float()
+        if self.architecture.output == "elu1":
+            rates = F.elu(drive) + 1.0
+        else:
+            rates = F.softplus(drive)
+        if self.gain_net is not None:
+            hidden = self.gain_net(z[:, self.gain_index].transpose(1, 2).float())  # (B, T, hidden)
+            rates = rates * torch.exp(torch.einsum("bth,nh->bnt", hidden, self.gain_weights))
+        return rates
+
+    # ------------------------------------------------------------------ helpers
+    def init_bias_from_mean(self, mean_response: np.ndarray) -> None:
+        """Start each neuron at its mean rate, so early training refines tuning instead of level."""
+        m = torch.as_tensor(np.maximum(np.asarray(mean_response, dtype=np.float32), 1e-3))
+        if self.architecture.output == "elu1":
+            bias = torch.where(m >= 1, m - 1, torch.log(m))
+        else:
+            bias = torch.log(torch.expm1(m))
+        with torch.no_grad():
+            self.readout.bias.copy_(bias)
+
+    def parameter_count(self, part: str = "all") -> int:
+        module = {"all": self, "core": self.core, "readout": self.readout}[part]
+        return int(sum(p.numel() for p in module.parameters()))
+
+    def macs_per_frame(self) -> int:
+        """Approximate multiply-accumulates per frame: core + readout (4-point bilinear) + gain."""
+        core = core_macs_per_frame(self.architecture, self.frame_shape)
+        readout = self.n_neurons * self.architecture.channels * 5
+        gain = self.n_neurons * self.architecture.behavior_hidden if self.gain_net is not None else 0
+        return int(core + readout + gain)
+
+    def predict(self, video: np.ndarray, behavior: np.ndarray) -> np.ndarray:
+        """Rates ``(neurons, T)`` for one trial given as numpy ``video (T, H, W)`` and ``behavior (C, T)``.
+
+        Runs in eval mode without gradients on the encoder's device, the whole trial in one pass.
+        """
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                # Copies: trial arrays may be read-only memory maps.
+                v = torch.tensor(np.asarray(video, dtype=np.float32), device=device)[None]
+                bh = torch.tensor(np.asarray(behavior, dtype=np.float32), device=device)[None]
+                return self(v, bh)[0].float().cpu().numpy()
+        finally:
+            self.train(was_training)
+
+
+def encoder_from_config(config: dict, *, neuron_ids=None, neuron_positions=None) -> Encoder:
+    """Rebuild an (untrained) encoder from :attr:`Encoder.config`."""
+    if config.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"unsupported encoder config schema {config.get('schema')!r} (expected {SCHEMA_VERSION})")
+    n = int(config["n_neurons"])
+    positions = neuron_positions
+    if config.get("has_positions") and positions is None:
+        # Placeholder positions; the trained values are loaded from the checkpoint's buffers.
+        positions = np.zeros((n, int(config.get("position_dims", 2))), dtype=np.float32)
+    return Encoder(
+        n,
+        tuple(config["frame_shape"]),
+        tuple(config["behavior_channels"]),
+        EncoderConfig.from_dict(config["architecture"]),
+        Normalization.from_dict(config["normalization"]),
+        neuron_positions=positions,
+        neuron_ids=neuron_ids,
+    )

@@ -1,0 +1,114 @@
+"""Distributed runs on a real LocalCluster (2 worker processes): the same result as the serial
+run, a killed worker loses no finished trial, a failing task is reported while the others finish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from movie_reconstruction.distributed import Task, dask_client, run_tasks
+from movie_reconstruction.errors import InputError
+from movie_reconstruction.pipeline import PipelineSettings, reconstruct_stage
+from movie_reconstruction.progress import run
+from movie_reconstruction.results import ResultsFolder
+
+from test_results import tiny_recording, untrained_checkpoints
+
+# the failing task below is defined here; workers get it by value, not by importing this file
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SETTINGS = PipelineSettings(n_models=2, iterations=6, device="cpu", threads=1, controls=False, retries=2)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(n_workers=2, threads_per_worker=1, processes=True) as client:
+        yield client
+
+
+def _results(path, n_trials=8, n_test=3, n_models=2):
+    results = ResultsFolder.create(path)
+    tiny_recording(results.recording_dir, n_trials=n_trials, n_test=n_test, frames=40, neurons=20)
+    untrained_checkpoints(results, n_models)
+    return results
+
+
+def test_distributed_equals_serial(tmp_path, client):
+    serial = _results(tmp_path / "serial")
+    distributed = _results(tmp_path / "distributed")
+    summary_serial = run(reconstruct_stage(serial, SETTINGS))
+    summary_dask = run(reconstruct_stage(distributed, SETTINGS, client=client))
+    assert summary_serial.where == "serial" and summary_dask.where.startswith("dask")
+    assert summary_serial.trial_ids == summary_dask.trial_ids == [5, 6, 7]
+    for tid in summary_serial.trial_ids:
+        a, b = serial.read_trial(tid), distributed.read_trial(tid)
+        np.testing.assert_allclose(a.reconstruction, b.reconstruction, atol=1e-3)
+        assert a.correlation == pytest.approx(b.correlation, abs=1e-5)
+        assert b.info["workers"][0].startswith("tcp://")  # it really ran on the cluster
+    assert summary_serial.correlations == pytest.approx(summary_dask.correlations, abs=1e-5)
+
+
+def test_killed_worker_loses_no_finished_trial(tmp_path, client):
+    results = _results(tmp_path / "res", n_trials=12, n_test=8, n_models=1)
+    settings = PipelineSettings(n_models=1, iterations=25, device="cpu", threads=1, controls=False,
+                                trials=tuple(range(4, 12)))
+    pids = list(client.run(os.getpid).values())
+    job = reconstruct_stage(results, settings, client=client)
+    kept: dict[int, int] = {}
+    killed = False
+    while True:
+        try:
+            next(job)
+        except StopIteration as stop:
+            summary = stop.value
+            break
+        finished = results.finished_trials()
+        if finished and not killed:
+            # a trial is safely written; kill a worker while others are still running
+            kept = {tid: results.trial_dir(tid).joinpath("trial.json").stat().st_mtime_ns for tid in finished}
+            os.kill(pids[0], signal.SIGKILL)
+            killed = True
+    assert killed, "no trial finished before the end: the test did not exercise a kill"
+    assert summary.ok, summary.failed
+    assert sorted(summary.correlations) == list(range(4, 12))
+    for tid, stamp in kept.items():  # finished trials were neither lost nor redone
+        assert results.trial_dir(tid).joinpath("trial.json").stat().st_mtime_ns == stamp
+    assert len(results.finished_trials()) == 8
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise RuntimeError("simulated crash on item 3")
+    return x * x
+
+
+def _job(x):
+    yield from ()
+    return _fails_on_three(x)
+
+
+@pytest.mark.parametrize("where", ["serial", "dask"])
+def test_failed_task_is_reported_and_the_rest_kept(where, client):
+    done = {}
+    tasks = [Task(i, _fails_on_three, _job, (i,), label=f"item {i}") for i in range(6)]
+    report = run(run_tasks(tasks, lambda k, v: done.__setitem__(k, v), client=client if where == "dask" else None,
+                           retries=1, stage="test"))
+    assert done == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
+    assert [f.key for f in report.failed] == [3] and "simulated crash on item 3" in report.failed[0].error
+    assert not report.ok
+
+
+def _bad_input(x):
+    raise InputError("bad trial file", f"/data/{x}.npy")
+
+
+def test_bad_input_stops_the_run(client):
+    tasks = [Task(0, _bad_input, lambda x: (yield from ()) or _bad_input(x), (0,))]
+    with pytest.raises(InputError, match="bad trial file"):
+        run(run_tasks(tasks, lambda k, v: None, client=client, retries=0))

@@ -1,0 +1,342 @@
+"""The encoding model: contract, training, checkpoints, metrics."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from movie_reconstruction.errors import InputError  # noqa: E402
+from movie_reconstruction.progress import run  # noqa: E402
+from movie_reconstruction.recording import from_arrays  # noqa: E402
+
+CHANNELS = ("pupil", "running", "pupil_x", "pupil_y")
+# A tiny architecture for fast tests on small frames.
+TINY = dict(channels=8, blocks=1, stem_kernel=5, block_kernel=3, temporal_kernel=5)
+
+
+def _model():
+    from movie_reconstruction.model import EncoderConfig
+
+    return EncoderConfig(**TINY)
+
+
+def simulated_recording(n_neurons=30, n_trials=6, frames=40, shape=(18, 32), seed=0, tiers=None):
+    """Linear-nonlinear neurons with Gaussian receptive fields and a running gain, Poisson noise."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    centres = np.stack([rng.uniform(4, h - 4, n_neurons), rng.uniform(6, w - 6, n_neurons)], 1)
+    rfs = np.exp(-((yy[None] - centres[:, :1, None]) ** 2 + (xx[None] - centres[:, 1:, None]) ** 2) / (2 * 2.5**2))
+    rfs *= rng.choice([-1.0, 1.0], n_neurons)[:, None, None]
+    kernel = np.array([0.0, 0.6, 0.4, -0.2])
+    videos, responses, behavior = [], [], []
+    for _ in range(n_trials):
+        noise = rng.normal(size=(frames + 3, h // 3, w // 4))
+        coarse = np.kron(noise, np.ones((1, 3, 4)))[:, :h, :w]
+        video = np.clip(128 + 50 * coarse, 0, 255).astype(np.float32)
+        drive = np.einsum("thw,nhw->nt", (video - 128) / 50, rfs)
+        filtered = sum(kernel[k] * drive[:, 3 - k : 3 - k + frames] for k in range(4))
+        filtered = 0.8 * filtered / (np.abs(rfs).sum((1, 2))[:, None] * 0.25)
+        running = np.abs(rng.normal(5, 3, frames)).astype(np.float32)
+        rate = np.exp(0.3 + filtered) * (1 + 0.05 * running)[None]
+        videos.append(video[3:])
+        responses.append(rng.poisson(rate).astype(np.float32))
+        pupil = 20 + rng.normal(0, 1, frames)
+        behavior.append(np.stack([pupil, running, rng.normal(0, 1, frames), rng.normal(0, 1, frames)]).astype(np.float32))
+    if tiers is None:
+        tiers = ["train"] * (n_trials - 2) + ["validation", "test"]
+    return from_arrays(videos, responses, behavior, frame_rate=30.0, tiers=tiers, neuron_positions=centres)
+
+
+def _encoder(recording, seed=0, positions=True):
+    from movie_reconstruction.model import Encoder, Normalization
+
+    torch.manual_seed(seed)
+    encoder = Encoder(
+        recording.n_neurons,
+        recording.frame_shape,
+        recording.behavior_channels,
+        _model(),
+        Normalization(128.0, 50.0, (20.0, 5.0, 0.0, 0.0), (1.0, 3.0, 1.0, 1.0)),
+        neuron_positions=recording.neurons.positions if positions else None,
+        neuron_ids=recording.neurons.ids,
+    )
+    # Make every part non-trivial so a round trip that dropped a tensor would show.
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return encoder.eval()
+
+
+# ------------------------------------------------------------------------------ contract
+def test_forward_shapes_nonnegative_and_causal():
+    recording = simulated_recording(n_trials=3)
+    encoder = _encoder(recording)
+    video = torch.rand(2, 25, 18, 32) * 255
+    behavior = torch.randn(2, 4, 25) + torch.tensor([20.0, 5.0, 0.0, 0.0]).view(1, 4, 1)
+    with torch.no_grad():
+        rates = encoder(video, behavior)
+        assert rates.shape == (2, recording.n_neurons, 25)
+        assert (rates >= 0).all()
+        changed = video.clone()
+        changed[:, 15:] = torch.rand(2, 10, 18, 32) * 255
+        changed_behavior = behavior.clone()
+        changed_behavior[:, :, 15:] += 3.0
+        rates2 = encoder(changed, changed_behavior)
+    assert torch.equal(rates[:, :, :15], rates2[:, :, :15]), "frames after t changed the prediction at t"
+    assert not torch.allclose(rates[:, :, 15:], rates2[:, :, 15:])
+    # The same movie in one pass or two consecutive windows gives the same result where history suffices.
+    positions = encoder.readout_positions()
+    assert positions.shape == (recording.n_neurons, 2)
+    assert float(positions.abs().max()) <= 1.0
+    json.dumps(encoder.config)
+    assert encoder.frame_shape == (18, 32) and encoder.behavior_channels == CHANNELS
+
+
+def test_forward_rejects_wrong_shapes():
+    encoder = _encoder(simulated_recording(n_trials=3))
+    with pytest.raises(InputError, match="video must be"):
+        encoder(torch.zeros(1, 5, 36, 64), torch.zeros(1, 4, 5))
+    with pytest.raises(InputError, match="behaviour must be"):
+        encoder(torch.zeros(1, 5, 18, 32), torch.zeros(1, 2, 5))
+
+
+def test_behaviour_changes_gain_and_pupil_position_shifts_readout():
+    recording = simulated_recording(n_trials=3)
+    encoder = _encoder(recording)
+    video = torch.rand(1, 10, 18, 32) * 255
+    behavior = torch.tensor([20.0, 5.0, 0.0, 0.0]).view(1, 4, 1).repeat(1, 1, 10)
+    with torch.no_grad():
+        base = encoder(video, behavior)
+        running = behavior.clone()
+        running[:, 1] += 10
+        pupil_xy = behavior.clone()
+        pupil_xy[:, 2] += 2
+        assert not torch.allclose(base, encoder(video, running))
+        assert not torch.allclose(base, encoder(video, pupil_xy))
+
+
+def test_presets_and_sizes():
+    from movie_reconstruction.model import Encoder, EncoderConfig
+
+    small = Encoder(2000, (36, 64), CHANNELS, EncoderConfig.preset("small"))
+    large = Encoder(2000, (36, 64), CHANNELS, EncoderConfig.preset("large"))
+    assert small.parameter_count("core") < large.parameter_count("core")
+    assert small.macs_per_frame() < large.macs_per_frame()
+    with pytest.raises(ValueError, match="unknown preset"):
+        EncoderConfig.preset("huge")
+
+
+# ------------------------------------------------------------------------------ training
+def test_training_on_simulated_data_learns_and_reports_progress():
+    from movie_reconstruction.model import TrainConfig, evaluate_encoder, train_encoder
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    recording = simulated_recording(n_neurons=30, n_trials=10, frames=60, tiers=["train"] * 7 + ["validation"] * 2 + ["test"])
+    events = []
+    result = run(
+        train_encoder(recording, _model(), TrainConfig(max_epochs=8, patience=8, steps_per_epoch=10, clip_frames=30, lr=1e-2)),
+        events.append,
+    )
+    epochs = [e for e in events if "val_corr" in e.metrics]
+    assert epochs[0].metrics["epoch"] == 0 and epochs[-1].metrics["epoch"] >= 1
+    assert all("loss" in e.metrics for e in epochs[1:])
+    assert result.best_val_corr > 0.3, result.history
+    assert result.best_val_corr >= epochs[0].metrics["val_corr"] + 0.2
+    metrics = evaluate_encoder(result.encoder, recording, "test")
+    assert metrics["single_trial"] > 0.25
+    assert not result.encoder.training
+
+
+@pytest.mark.slow
+def test_fitting_tiny_twin_with_the_bundled_core_improves_validation_correlation(tiny_twin_dataset):
+    """A new mouse with very little data (4 x 2 s of movie, one 2 s validation trial): learn readout
+    and behaviour terms on the frozen bundled core. Measured: 0.057 (the bar is deliberately low;
+    the simulated-data test above carries the "well above zero" check)."""
+    from movie_reconstruction.io.sensorium import read_sensorium
+    from movie_reconstruction.model import TrainConfig, train_encoder
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    recording = read_sensorium(tiny_twin_dataset)
+    training = TrainConfig(max_epochs=6, patience=6, steps_per_epoch=10, clip_frames=30, lr=1e-2, core_lr_scale=0.0)
+    result = run(train_encoder(recording, "small", training, init_core="bundled"))
+    initial = result.history[0]["val_corr"]
+    assert result.best_val_corr > 0.03, result.history
+    assert result.best_val_corr > initial + 0.02
+
+
+def test_bundled_core_is_small_and_documented():
+    from movie_reconstruction.model import EncoderConfig, bundled_core_path, load_core_weights
+    from movie_reconstruction.model.pretrained import core_provenance
+
+    path = bundled_core_path()
+    assert path.stat().st_size < 5 * 1024 * 1024
+    assert (path.parent / "PROVENANCE.md").is_file()
+    state, architecture = load_core_weights("bundled")
+    assert architecture == EncoderConfig.preset("small")
+    assert "stem.weight" in state
+    provenance = core_provenance()
+    assert provenance["made_by"] == "benchmarks/encoder_pretrain_core.py"
+
+
+def test_stop_event_returns_best_model_so_far():
+    from movie_reconstruction.model import TrainConfig, train_encoder
+
+    recording = simulated_recording(n_trials=5)
+    stop = threading.Event()
+    job = train_encoder(recording, _model(), TrainConfig(max_epochs=50, steps_per_epoch=2, clip_frames=20), stop=stop)
+    for event in job_events(job, stop, after_epochs=2):
+        pass
+    result = stop.result
+    assert result.stopped_because == "stopped by request"
+    assert len(result.history) <= 4
+    assert result.encoder is not None and not result.encoder.training
+
+
+def job_events(job, stop, after_epochs):
+    """Drive ``job``, set ``stop`` after some epochs, keep the returned value on ``stop.result``."""
+    while True:
+        try:
+            event = next(job)
+        except StopIteration as done:
+            stop.result = done.value
+            return
+        if event.metrics.get("epoch", 0) >= after_epochs and "val_corr" in event.metrics:
+            stop.set()
+        yield event
+
+
+def test_ensemble_trains_models_with_different_seeds(tmp_path):
+    from movie_reconstruction.model import TrainConfig, load_encoder, train_ensemble
+
+    recording = simulated_recording(n_trials=4)
+    events = []
+    results = run(
+        train_ensemble(recording, _model(), TrainConfig(max_epochs=1, steps_per_epoch=1, clip_frames=20),
+                       seeds=[1, 2], checkpoint_dir=tmp_path),
+        events.append,
+    )
+    assert len(results) == 2
+    assert {e.stage for e in events} == {"model 1/2", "model 2/2"}
+    a, b = (r.encoder.readout.features.detach() for r in results)
+    assert not torch.equal(a, b)
+    assert load_encoder(tmp_path / "model_1", recording).n_neurons == recording.n_neurons
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def test_checkpoint_round_trip_is_bit_exact(tmp_path):
+    from movie_reconstruction.model import load_encoder, save_encoder
+
+    recording = simulated_recording(n_trials=3)
+    encoder = _encoder(recording)
+    encoder.data_hash = "abc"
+    encoder.training_metrics = {"best_val_corr": 0.5, "history": [{"loss": float("nan")}]}
+    save_encoder(encoder, tmp_path / "ck")
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = load_encoder(tmp_path / "ck", recording)
+    trial = recording.trial(0)
+    assert np.array_equal(encoder.predict(trial.video, trial.behavior), loaded.predict(trial.video, trial.behavior))
+    assert loaded.config == encoder.config
+    assert loaded.data_hash == "abc" and loaded.training_metrics["best_val_corr"] == 0.5
+    assert torch.equal(loaded.readout_positions(), encoder.readout_positions())
+    config = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert config["neuron_ids"] == recording.neurons.ids.tolist()
+    assert config["encoder"]["normalization"]["video_std"] == 50.0
+
+
+def test_checkpoint_without_positions_round_trips(tmp_path):
+    from movie_reconstruction.model import load_encoder, save_encoder
+
+    recording = simulated_recording(n_trials=3)
+    encoder = _encoder(recording, positions=False)
+    save_encoder(encoder, tmp_path / "ck")
+    trial = recording.trial(1)
+    loaded = load_encoder(tmp_path / "ck")
+    assert np.array_equal(encoder.predict(trial.video, trial.behavior), loaded.predict(trial.video, trial.behavior))
+
+
+def test_tampered_checkpoints_are_refused(tmp_path):
+    from movie_reconstruction.model import load_encoder, save_encoder
+
+    recording = simulated_recording(n_trials=3)
+    path = save_encoder(_encoder(recording), tmp_path / "ck")
+    weights = (path / "weights.safetensors").read_bytes()
+    config_text = (path / "config.json").read_text()
+
+    # One flipped byte in the weights.
+    data = bytearray(weights)
+    data[-5] ^= 0x01
+    (path / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="weights do not match the hash"):
+        load_encoder(path)
+    (path / "weights.safetensors").write_bytes(weights)
+
+    # A changed normalisation in the config (hash of the weights left as it was).
+    (path / "config.json").write_text(config_text.replace('"video_std": 50.0', '"video_std": 60.0'))
+    with pytest.raises(InputError, match="config.json does not match"):
+        load_encoder(path)
+
+    # A pickle in place of the weights is never unpickled.
+    (path / "config.json").write_text(config_text)
+    torch.save({"x": torch.zeros(1)}, path / "weights.safetensors")
+    with pytest.raises(InputError):
+        load_encoder(path)
+
+    with pytest.raises(InputError, match="not an encoder checkpoint"):
+        load_encoder(tmp_path / "nothing-here")
+
+
+def test_mismatched_checkpoints_are_refused(tmp_path):
+    from movie_reconstruction.model import load_encoder, save_encoder
+
+    recording = simulated_recording(n_trials=3)
+    path = save_encoder(_encoder(recording), tmp_path / "ck")
+    with pytest.raises(InputError, match="predicts 30 neurons but the recording has 20"):
+        load_encoder(path, recording.with_neurons(np.arange(20)))
+    reordered = recording.with_neurons(np.r_[1, 0, np.arange(2, 30)])
+    with pytest.raises(InputError, match="neuron ids differ"):
+        load_encoder(path, reordered)
+    other_frames = simulated_recording(n_trials=3, shape=(24, 32))
+    with pytest.raises(InputError, match="18x32 frames but the recording has 24x32"):
+        load_encoder(path, other_frames)
+
+
+# ------------------------------------------------------------------------------ metrics
+def test_correlation_metrics_follow_the_sensorium_convention():
+    from movie_reconstruction.model import correlation_to_average, per_neuron_correlation, single_trial_correlation
+
+    rng = np.random.default_rng(0)
+    a = [rng.normal(size=(3, 50)), rng.normal(size=(3, 40))]
+    b = [x * 2 + 1 for x in a]
+    assert np.allclose(per_neuron_correlation(a, b), 1.0)
+    # Concatenate over trials first, then correlate: not the mean of per-trial correlations.
+    joined = np.corrcoef(np.concatenate([a[0][0], a[1][0]]), np.concatenate([b[0][0] + 0, -b[1][0]]))[0, 1]
+    mixed = [b[0], -b[1]]
+    assert np.isclose(per_neuron_correlation(a, mixed)[0], joined)
+    constant = [np.ones((3, 50)), np.ones((3, 40))]
+    assert np.allclose(per_neuron_correlation(a, constant), 0.0)
+    assert np.isclose(single_trial_correlation(a, b), 1.0)
+
+    # Repeats: trials 0 and 2 showed the same video.
+    videos = [np.zeros((5, 2, 2)), np.ones((5, 2, 2)), np.zeros((5, 2, 2))]
+    preds = [rng.normal(size=(2, 5)) for _ in range(3)]
+    resps = [rng.normal(size=(2, 5)) for _ in range(3)]
+    expected = single_trial_correlation([(preds[0] + preds[2]) / 2], [(resps[0] + resps[2]) / 2])
+    assert np.isclose(correlation_to_average(preds, resps, videos), expected)
+    assert correlation_to_average(preds[:2], resps[:2], videos[:2]) is None
+
+
+def test_evaluate_reports_ceiling_on_twin_data(tiny_twin_dataset):
+    from movie_reconstruction.io.sensorium import read_sensorium
+    from movie_reconstruction.model import Encoder, evaluate_encoder
+
+    recording = read_sensorium(tiny_twin_dataset)
+    encoder = Encoder(recording.n_neurons, recording.frame_shape, recording.behavior_channels).eval()
+    metrics = evaluate_encoder(encoder, recording, "test")
+    assert 0.1 < metrics["ceiling"] < 0.9
+    assert metrics["to_rates"] is not None and metrics["trials"] == 2

@@ -1,0 +1,77 @@
+"""The HTML report: self-contained (figures and animation embedded), with every section a PI
+expects, rendered from a results folder without recomputation."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+
+from movie_reconstruction.report import write_report
+from movie_reconstruction.results import ResultsFolder
+
+from test_results import _write_trial
+
+
+def _folder(tmp_path):
+    from safetensors.numpy import save_file
+
+    from movie_reconstruction.traces import RoiMask, Traces
+
+    folder = ResultsFolder.create(tmp_path / "res")
+    for tid in (3, 8):
+        _write_trial(folder, tid, frames=45)
+    folder.write_controls({
+        "rows": [
+            {"condition": "real", "mean_r": 0.5, "margin": 0.0, "control/real": 1.0, "passes": ""},
+            {"condition": "shuffled", "mean_r": 0.05, "margin": 0.45, "control/real": 0.1, "passes": "yes"},
+            {"condition": "time-reversed", "mean_r": 0.3, "margin": 0.2, "control/real": 0.6, "passes": "NO"},
+        ],
+        "neuron_curve": [{"neurons": 10, "mean_r": 0.2, "per_trial": [0.1, 0.3]},
+                         {"neurons": 40, "mean_r": 0.5, "per_trial": [0.45, 0.55]}],
+        "all_pass": False, "rule": "a control passes when ...",
+    })
+    mask = RoiMask(np.array([2, 2, 3]), np.array([2, 3, 2]), np.ones(3, np.float32))
+    folder.write_rois([Traces(F=np.zeros((1, 5)), Fneu=np.zeros((1, 5)), spks=np.zeros((1, 5)), roi_masks=[mask],
+                              roi_index=np.array([0]), cell_probability=np.array([1.0]), frame_shape=(16, 16),
+                              mean_image=np.random.default_rng(0).uniform(0, 1, (16, 16)).astype(np.float32),
+                              max_projection=None, frame_rate=30.0)])
+    alpha = np.zeros((36, 64), np.float32)
+    alpha[8:28, 16:48] = 1.2
+    save_file({"alpha": alpha}, str(folder.mask_path))
+    folder.record("reconstruct", seconds=12.5, device="cpu (2 threads)")
+    return folder
+
+
+def test_report_is_self_contained_and_complete(tmp_path):
+    from PIL import Image
+
+    folder = _folder(tmp_path)
+    path = write_report(folder.path)
+    assert path == folder.path / "report.html"
+    page = path.read_text()
+    # nothing is fetched from elsewhere
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert sources and all(s.startswith("data:") for s in sources)
+    assert "http://" not in page and "https://" not in page
+    # frames per trial (2), per-frame correlation, neuron curve, ROI map: PNGs; one GIF
+    assert page.count("data:image/png;base64,") == 5
+    gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', page)
+    assert len(gifs) == 1
+    animation = Image.open(io.BytesIO(base64.b64decode(gifs[0])))
+    assert animation.n_frames == 45 and animation.size[0] > 2 * animation.size[1]
+    for heading in ("Summary", "animated", "frame by frame", "Per-frame correlation", "Controls and the neuron-count curve",
+                    "Training", "ROI map", "Provenance"):
+        assert heading in page, heading
+    assert "does NOT beat all controls" in page and "time-reversed" in page  # an honest verdict
+    assert "No training history" in page
+    assert "0.580" in page  # trial 8's correlation in the summary table
+
+
+def test_report_to_another_file(tmp_path):
+    folder = _folder(tmp_path)
+    out = tmp_path / "elsewhere" / "mouse.html"
+    assert write_report(folder.path, out) == out
+    assert out.stat().st_size > 20_000 and not (folder.path / "report.html").exists()
