@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MOVIE_RECON_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# Qt widgets are tested headless; napari's OpenGL canvas gets its context from the private Xvfb
+# that tests/test_widgets.py starts when there is no display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def _shared_path(*parts: str) -> Path:

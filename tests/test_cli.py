@@ -144,24 +144,6 @@ def test_console_entry_point_runs():
     assert proc.returncode == 1 and proc.stderr.strip() == "movie-recon report: /nonexistent/results: results folder not found"
 
 
-@pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path):
-    """The README's demo, quick version: a report whose reconstruction beats its controls."""
-    out = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "movie_reconstruction.cli", "demo", "--quick", "-o", str(out), "-q"],
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"report: {out / 'report.html'}" in proc.stdout
-    controls = json.loads((out / "controls.json").read_text())
-    real = controls["rows"][0]["mean_r"]
-    shuffled = next(r for r in controls["rows"] if r["condition"] == "shuffled")["mean_r"]
-    assert real > shuffled and controls["beats_controls"], controls["markdown"]
-    html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4 and "data:image/gif;base64," in html
-
-
 def test_front_end_modules_import_light():
     """The CLI, pipeline, results, distributed and report modules import no torch, suite2p, Qt or napari."""
     code = (

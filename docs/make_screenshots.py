@@ -1,0 +1,134 @@
+"""Render screenshots of the real plugin after a run on the sample session into docs/images/.
+
+    python docs/make_screenshots.py                       # runs "Run all" on the quick sample session
+    python docs/make_screenshots.py --results FOLDER      # opens an existing results folder instead
+
+Everything goes through napari's plugin manager, as a user would: the "Run all" widget is
+opened from the plugin's manifest and its Run button pressed (or the results folder is opened
+with the plugin's reader). The window is rendered headless: without a DISPLAY the script
+restarts itself under ``xvfb-run`` (Debian packages ``xvfb libxcb-cursor0 libxcb-icccm4
+libxcb-keysyms1``), because Qt's offscreen platform leaves napari's OpenGL canvas black.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PLUGIN = "napari-movie-reconstruction"
+HERE = Path(__file__).resolve().parent
+
+
+def _ensure_display() -> None:
+    """Qt's offscreen platform draws the widgets but leaves napari's OpenGL canvas black in a
+    window grab, so render on a virtual X display (Xvfb) with the normal xcb platform."""
+    if os.environ.get("DISPLAY") or not sys.platform.startswith("linux"):
+        return
+    runner = shutil.which("xvfb-run")
+    if runner is None:
+        sys.exit(
+            "napari's canvas needs an X display with OpenGL: install xvfb and Qt's xcb libraries "
+            "(Debian: apt-get install xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1) or set DISPLAY"
+        )
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb")
+    command = [runner, "-a", "-s", "-screen 0 1920x1200x24 -noreset", sys.executable, *sys.argv]
+    sys.exit(subprocess.call(command, env=env))
+
+
+def _wait(app, condition, timeout_s: float, what: str) -> None:
+    started = time.monotonic()
+    while not condition():
+        app.processEvents()
+        time.sleep(0.05)
+        if time.monotonic() - started > timeout_s:
+            sys.exit(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _save(viewer, path: Path, *, canvas_only: bool) -> None:
+    import imageio.v3 as iio
+
+    image = viewer.screenshot(canvas_only=canvas_only, flash=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, image)
+    print(f"wrote {path} {image.shape[1]}x{image.shape[0]}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, help="an existing results folder to open instead of running")
+    parser.add_argument("--out", type=Path, default=HERE / "images", help="where the PNGs go (default docs/images)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run")
+    args = parser.parse_args(argv)
+    _ensure_display()
+
+    import napari
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from movie_reconstruction._widgets import _layers
+
+    viewer = napari.Viewer(title="napari · Movie Reconstruction")
+    app = QApplication.instance()
+    viewer.window.resize(1800, 1150)
+    viewer.window.show() if hasattr(viewer.window, "show") else None
+
+    _dock, run_all = viewer.window.add_plugin_dock_widget(PLUGIN, "Run all")
+    _dock, plot = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction plots")
+    if args.results is None:
+        folder = Path(tempfile.mkdtemp(prefix="movie-recon-screens-")) / "results"
+        run_all.results.value = folder
+        run_all.quick.value = True
+        started = time.monotonic()
+        run_all.run_button.clicked.emit()
+        _wait(app, lambda: not run_all.runner.running, args.timeout, "Run all")
+        print(f"Run all took {time.monotonic() - started:.0f} s: {run_all.summary.value}")
+        if "results in" not in run_all.summary.value:
+            sys.exit(f"the run did not finish: {run_all.status.value}")
+    else:
+        viewer.open(str(args.results), plugin=PLUGIN)
+        plot.refresh()
+
+    movies = [layer for layer in viewer.layers if layer.metadata.get("kind") == _layers.RECONSTRUCTION]
+    if not movies:
+        sys.exit("no reconstruction layers to show")
+    first = movies[0]
+    n_frames = first.data.shape[0]
+    rate = float(first.metadata.get("frame_rate") or 30.0)
+    viewer.dims.set_point(0, (n_frames * 0.6) / rate)  # mid-trial, after the dropped first second
+    viewer.layers.selection.active = first
+    rois = [layer for layer in viewer.layers if layer.metadata.get("kind") == _layers.ROIS]
+    if rois and rois[0].data.max() > 0:
+        label = int(np.bincount(rois[0].data.ravel())[1:].argmax()) + 1  # the largest ROI
+        plot.show_neuron(rois[0], label)
+    plot.refresh()
+    app.processEvents()
+
+    # 1. the whole window: widgets, ROI map, stimulus | reconstruction grid, plots
+    viewer.reset_view()
+    _wait(app, lambda: True, 1, "")
+    _save(viewer, args.out / "napari_run_all.png", canvas_only=False)
+
+    # 2. the movies only: stimulus | reconstruction per trial, mask outline, same frame
+    for layer in [la for la in viewer.layers if la.metadata.get("kind") in (_layers.ROIS, _layers.MEAN_IMAGE, _layers.RAW)]:
+        viewer.layers.remove(layer)  # hidden layers would still count in reset_view's extent
+    viewer.reset_view()
+    app.processEvents()
+    _save(viewer, args.out / "napari_side_by_side.png", canvas_only=True)
+
+    # 3. the step-by-step widgets, docked beside the result
+    for name in ("Reconstruct", "Train encoder"):
+        viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
+    app.processEvents()
+    _save(viewer, args.out / "napari_widgets.png", canvas_only=False)
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
