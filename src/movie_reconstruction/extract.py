@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import _atomic
+from ._json import jsonable
 from .errors import InputError
 from .progress import Job, Progress
 from .traces import Traces
@@ -284,24 +285,12 @@ def _natural_key(name: str):
 # the run marker: what produced a folder, and which stages are finished
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _run_identity(stack: _Stack, settings: dict, nplanes: int, nchannels: int, functional_channel: int) -> dict:
     compared = copy.deepcopy(settings)
     compared.pop("torch_device", None)  # the same run on another device is the same run
     return {
         "input": stack.fingerprint,
-        "settings": _jsonable(compared),
+        "settings": jsonable(compared),
         "layout": {"nplanes": nplanes, "nchannels": nchannels, "functional_channel": functional_channel},
     }
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .progress import Job, Progress
+from .progress import Job, Progress, relabel
 from .results import ResultsFolder, describe_inputs, identity_hash
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
@@ -110,20 +110,6 @@ class PipelineResult:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _relabel(job, prefix: str):
-    """Forward a job's progress with ``prefix`` in front of its stage name; closing us closes it."""
-    try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
-            event.stage = prefix if event.stage in ("", prefix) else f"{prefix}: {event.stage}"
-            yield event
-    finally:
-        job.close()
-
-
 def _timed(results: ResultsFolder, stage: str, timings: dict | None = None):
     started = time.perf_counter()
 
@@ -161,7 +147,7 @@ def simulate_stage(results: ResultsFolder, preset: str = "quick", seed: int = 0)
         raise InputError("holds a simulated session with other settings; choose another results folder", results.session_dir)
     if results.session_dir.exists():
         shutil.rmtree(results.session_dir)  # an unfinished session (the writer is atomic, so this is debris)
-    session = yield from _relabel(simulate_session_job(results.session_dir, config, seed), "simulate")
+    session = yield from relabel(simulate_session_job(results.session_dir, config, seed), "simulate", nest=True)
     finish(settings={"preset": preset, "config": config.to_dict()}, seeds={"simulation": int(seed)})
     return session
 
@@ -198,7 +184,7 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
             cell_threshold=settings.cell_threshold, device=settings.device,
             settings=small_fov_overrides(diameter) if settings.small_fov else None, overwrite=settings.overwrite,
         )
-        traces = yield from _relabel(job, "extract")
+        traces = yield from relabel(job, "extract", nest=True)
     if not traces or sum(t.n_cells for t in traces) == 0:
         raise InputError("suite2p found no cells; try another diameter, tau or cell_threshold", manifest.raw[0] if manifest.raw else manifest.path)
     results.write_rois(traces)

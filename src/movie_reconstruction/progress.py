@@ -45,6 +45,23 @@ def run(job: Job[R], on_progress: Callable[[Progress], None] | None = None) -> R
             on_progress(event)
 
 
+def relabel(job: Job[R], stage: str, *, nest: bool = False) -> Job[R]:
+    """Forward a job's progress under ``stage`` (with ``nest``: as ``"stage: inner stage"``).
+
+    Closing the relabelled job closes the inner one, so cancellation reaches it.
+    """
+    try:
+        while True:
+            try:
+                event = next(job)
+            except StopIteration as stop:
+                return stop.value
+            event.stage = f"{stage}: {event.stage}" if nest and event.stage not in ("", stage) else stage
+            yield event
+    finally:
+        job.close()
+
+
 def run_with_tqdm(job: Job[R], desc: str | None = None, **tqdm_kwargs) -> R:
     """Drive a job with a tqdm progress bar (the CLI's way)."""
     from tqdm.auto import tqdm

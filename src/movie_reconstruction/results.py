@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__, _atomic
+from ._json import jsonable
 from .errors import InputError
 
 FORMAT = "movie-reconstruction-results"
@@ -65,23 +66,6 @@ TRIAL_JSON = "trial.json"
 
 
 # ------------------------------------------------------------------------------------ helpers
-def jsonable(value):
-    """Plain JSON types for numpy scalars/arrays, paths and non-finite floats (-> None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_json(path: Path, data) -> None:
     _atomic.write_text(path, json.dumps(jsonable(data), indent=1, allow_nan=False))
 

@@ -11,33 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_path
+from .._json import jsonable
 from ..errors import InputError
 
 FORMAT = "movie-reconstruction-encoder"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "config.json"
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _canonical(config: dict) -> bytes:
@@ -62,10 +48,10 @@ def save_encoder(encoder, path: str | Path, *, extra: dict | None = None) -> Pat
         "neuron_ids": ids.tolist(),
         "neuron_ids_dtype": ids.dtype.str,
         "data_hash": getattr(encoder, "data_hash", None),
-        "training_metrics": _jsonable(getattr(encoder, "training_metrics", {})),
-        "extra": _jsonable(extra or {}),
+        "training_metrics": jsonable(getattr(encoder, "training_metrics", {})),
+        "extra": jsonable(extra or {}),
     }
-    config = _jsonable(config)
+    config = jsonable(config)
     weights = save(state, metadata={"format": FORMAT, "config_sha256": hashlib.sha256(_canonical(config)).hexdigest()})
     config["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     with atomic_path(path) as tmp:

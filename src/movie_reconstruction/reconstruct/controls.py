@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..progress import Job
+from ..progress import Job, relabel
 from .metrics import DROP_FRAMES, masked_correlation, predict
 from .optimiser import ReconstructionConfig, as_model_list, as_trial_list, reconstruct, resolve_mask
 
@@ -95,20 +95,6 @@ class ControlTable:
         return "\n".join(lines)
 
 
-def _relabel(job, stage: str):
-    """Forward a job's progress under another stage name; closing us closes it."""
-    try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
-            event.stage = stage
-            yield event
-    finally:
-        job.close()
-
-
 def run_controls(
     models,
     trials,
@@ -136,7 +122,7 @@ def run_controls(
     def score(movies):
         return np.array([masked_correlation(m, v, alpha, drop_frames=drop_frames) for m, v in zip(movies, truth)])
 
-    real = yield from _relabel(reconstruct(models, trials, config, mask=alpha, device=device), "real")
+    real = yield from relabel(reconstruct(models, trials, config, mask=alpha, device=device), "real")
     real_scores = score(real.movies)
     rows = []
     for name in controls:
@@ -155,7 +141,7 @@ def run_controls(
                 for t in trials:
                     grey = np.full_like(t.video, config.start_grey)
                     altered.append(dataclasses.replace(t, responses=predict(models, grey, t, device=device)))
-            result = yield from _relabel(reconstruct(models, altered, config, mask=alpha, device=device), name)
+            result = yield from relabel(reconstruct(models, altered, config, mask=alpha, device=device), name)
             per_trial = score(result.movies)
         rows.append(ControlRow(name, per_trial, float(real_scores.mean())))
 
@@ -168,7 +154,7 @@ def run_controls(
             curve.append((n_all, real_scores))
             continue
         subset = np.sort(rng.choice(n_all, size=count, replace=False))
-        result = yield from _relabel(
+        result = yield from relabel(
             reconstruct(models, trials, config, mask=alpha, neurons=subset, device=device), f"{count} neurons"
         )
         curve.append((count, score(result.movies)))
