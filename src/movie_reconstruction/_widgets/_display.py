@@ -60,7 +60,11 @@ def trial_views(trials, movies=None, mask=None, *, score: bool = True) -> list[_
 def show_trials(viewer, views, *, n_models: int, mask_alpha=None, extra_metadata=None, reset_view: bool = True) -> list:
     """Add (or update) the grid of stimulus | reconstruction layers and link their contrast."""
     tuples = _layers.trial_layers(views, n_models=n_models, mask_alpha=mask_alpha, extra_metadata=extra_metadata)
-    layers = [add_or_replace(viewer, t) for t in tuples]
+    return present(viewer, [add_or_replace(viewer, t) for t in tuples], reset_view=reset_view)
+
+
+def present(viewer, layers: list, *, reset_view: bool = True) -> list:
+    """Link the movies' contrast, label the time axis, select the first reconstruction and refresh the plot dock."""
     link_contrast(viewer)
     if viewer.dims.ndim == 3:
         viewer.dims.axis_labels = ("time (s)", "y", "x")

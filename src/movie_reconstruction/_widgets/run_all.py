@@ -136,23 +136,12 @@ def show_results_folder(viewer, path) -> list:
     other widgets can go on from it (reconstruct more trials with the same models)."""
     from ..results import load_results
     from . import _layers
-    from ._display import link_contrast
-    from ._common import show_plot_dock
+    from ._display import present
 
     results = load_results(path)
     layers = [add_or_replace(viewer, t) for t in _layers.results_layers(results)]
-    link_contrast(viewer)
-    if viewer.dims.ndim == 3:
-        viewer.dims.axis_labels = ("time (s)", "y", "x")
-    movies = [layer for layer in layers if layer.metadata.get("kind") == _layers.RECONSTRUCTION]
-    if movies:
-        viewer.layers.selection.active = movies[0]
-    viewer.reset_view()
     _adopt(viewer, results)
-    plot = show_plot_dock(viewer)
-    if plot is not None and hasattr(plot, "refresh"):
-        plot.refresh()
-    return layers
+    return present(viewer, layers)
 
 
 def _adopt(viewer, results) -> None:
