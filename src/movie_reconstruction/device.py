@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
+from .errors import InputError
+
 
 def pick_device(preference: str | None = "auto"):
     """Return a ``torch.device``. ``preference`` is ``auto``/``None``, ``cpu``, ``cuda``, ``cuda:1`` or ``mps``."""
@@ -19,11 +21,14 @@ def pick_device(preference: str | None = "auto"):
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(preference)
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise InputError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {preference!r} was asked for, but CUDA is not available on this machine")
+        raise InputError(f"device {preference!r} was asked for, but CUDA is not available on this machine")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device {preference!r} was asked for, but MPS is not available on this machine")
+        raise InputError(f"device {preference!r} was asked for, but MPS is not available on this machine")
     return device
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from . import _atomic
 from ._json import jsonable
 from .errors import InputError
+from .io.tiff import pages_to_frames
 from .progress import Job, Progress
 from .traces import Traces
 
@@ -143,14 +144,16 @@ def _merge_known(target: dict, changes: dict, where: str) -> None:
 
 
 def _pick_torch_device(preference: str | None):
-    """CUDA when present (or asked for), else CPU: suite2p's own default is CUDA, which fails on CPU machines."""
+    """CUDA when present (or asked for), else CPU: suite2p's own default is CUDA, which fails on CPU
+    machines, and suite2p is not made for MPS, so "auto" does not pick it."""
     import torch
 
-    if preference in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     from .device import pick_device
 
-    return pick_device(preference)
+    device = pick_device(preference)
+    if preference in (None, "", "auto") and device.type == "mps":
+        return torch.device("cpu")
+    return device
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,6 +196,8 @@ class _Stack:
 
 def _open_stack(source, h5_key: str | None, fs: float | None, nplanes: int | None, nchannels: int | None) -> _Stack:
     """Wrap ``source`` (files, folder, RawStack or array) with the lead's lazy readers."""
+    from natsort import natsorted
+
     from .io.tiff import TIFF_SUFFIXES, RawStack, read_raw_stack
 
     if isinstance(source, RawStack):
@@ -206,9 +211,8 @@ def _open_stack(source, h5_key: str | None, fs: float | None, nplanes: int | Non
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(
-                (p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES + HDF5_SUFFIXES),
-                key=lambda p: _natural_key(p.name),
+            found = natsorted(
+                (p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES + HDF5_SUFFIXES), key=lambda p: p.name
             )
             if not found:
                 raise InputError("folder holds no TIFF or HDF5 files", path)
@@ -241,7 +245,7 @@ def _open_stack(source, h5_key: str | None, fs: float | None, nplanes: int | Non
 def _raw_stack(raw, files, key, nplanes: int | None = None, nchannels: int | None = None) -> _Stack:
     data = raw.data
     if nplanes or nchannels:  # HDF5 stores pages: regroup them as frames of planes x channels
-        data = _regroup(data[:, 0, 0], nplanes or 1, nchannels or 1, files[0])
+        data = pages_to_frames(data[:, 0, 0], nplanes or 1, nchannels or 1, files[0])
     fingerprints = []
     for path in files:
         stat = Path(path).stat()
@@ -255,13 +259,6 @@ def _raw_stack(raw, files, key, nplanes: int | None = None, nchannels: int | Non
     )
 
 
-def _regroup(pages, nplanes: int, nchannels: int, where):
-    per_frame = nplanes * nchannels
-    if pages.shape[0] % per_frame:
-        raise InputError(f"{pages.shape[0]} frames are not a whole number of {nplanes} plane(s) x {nchannels} channel(s)", where)
-    return pages.reshape(pages.shape[0] // per_frame, nplanes, nchannels, *pages.shape[1:])
-
-
 def _array_stack(array, fs: float | None, nplanes: int, nchannels: int) -> _Stack:
     if array.ndim != 3:
         raise InputError(f"an in-memory stack must be (frames, height, width) in acquisition order, got shape {tuple(array.shape)}")
@@ -270,15 +267,11 @@ def _array_stack(array, fs: float | None, nplanes: int, nchannels: int) -> _Stac
         digest.update(np.ascontiguousarray(np.asarray(array[start:start + 256])).tobytes())
     return _Stack(
         description=f"array {tuple(array.shape)} {array.dtype}",
-        data=_regroup(array, nplanes, nchannels, None),
+        data=pages_to_frames(array, nplanes, nchannels, None),
         frame_rate=fs,
         fingerprint={"array": {"shape": list(array.shape), "dtype": str(array.dtype), "blake2b": digest.hexdigest()}},
         data_path="",
     )
-
-
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -126,10 +126,7 @@ def _timed(results: ResultsFolder, stage: str, timings: dict | None = None):
 def _device_name(device: str | None) -> str:
     from .device import describe, pick_device
 
-    try:
-        return describe(pick_device(device))
-    except RuntimeError as exc:
-        raise InputError(str(exc)) from None
+    return describe(pick_device(device))
 
 
 # ------------------------------------------------------------------------------------ stages

@@ -135,6 +135,18 @@ def _read_pages(path: str, start: int, stop: int) -> np.ndarray:
         return tif.asarray(key=range(start, stop))
 
 
+def pages_to_frames(pages, n_planes: int, n_channels: int, where=None):
+    """Regroup ``(pages, Y, X)`` in acquisition order (frame -> plane -> channel) as
+    ``(frames, planes, channels, Y, X)``, refusing a page count that does not divide."""
+    per_frame = n_planes * n_channels
+    if pages.shape[0] % per_frame:
+        raise InputError(
+            f"{pages.shape[0]} pages are not a whole number of frames of {n_planes} plane(s) x {n_channels} channel(s)",
+            where,
+        )
+    return pages.reshape(pages.shape[0] // per_frame, n_planes, n_channels, *pages.shape[1:])
+
+
 def read_raw_stack(
     source: str | Path | Sequence[str | Path],
     *,
@@ -189,13 +201,7 @@ def read_raw_stack(
         missing.append("zoom")
 
     pages = da.concatenate(blocks, axis=0) if len(blocks) > 1 else blocks[0]
-    per_frame = planes * channels
-    if pages.shape[0] % per_frame:
-        raise InputError(
-            f"{pages.shape[0]} pages are not a whole number of frames of {planes} plane(s) x {channels} channel(s)",
-            paths[0],
-        )
-    data = pages.reshape(pages.shape[0] // per_frame, planes, channels, *shape0)
+    data = pages_to_frames(pages, planes, channels, paths[0])
     return RawStack(
         data=data, paths=paths, frame_rate=rate, n_planes=planes, n_channels=channels, zoom=zoom,
         scanimage=is_si, metadata=si_meta, missing_metadata=missing,
