@@ -29,7 +29,6 @@ from .stimulus import StimulusTrial
 # make_twin_dataset.py draws counts of about 1.5 per rate unit per 30 Hz frame at noise 1.0,
 # so one unit is about 45 spikes/s; its median cell then fires ~10 spikes/s.
 HZ_PER_TWIN_UNIT = 45.0
-_TIERS = {"train": "train", "oracle": "validation", "validation": "validation", "final_test_main": "test", "test": "test"}
 
 
 def load_twin_module(script: str | Path):
@@ -109,29 +108,26 @@ class TwinRates:
 def read_twin_dataset(folder: str | Path):
     """(videos [(T, H, W)], rates [(N, T)], behaviour [(4, T)], tiers) from a Sensorium-layout
     folder written by ``make_twin_dataset.py --save-rates``."""
+    from ..io.sensorium import read_sensorium
+
     folder = Path(folder)
     rates_dir = folder / "ground_truth" / "rates"
     if not rates_dir.is_dir():
         raise InputError("no ground_truth/rates: make the dataset with make_twin_dataset.py --save-rates", folder)
-    tiers_path = folder / "meta" / "trials" / "tiers.npy"
-    if not tiers_path.exists():
-        raise InputError("missing meta/trials/tiers.npy", folder)
-    raw_tiers = np.load(tiers_path).astype(str)
-    unknown = sorted(set(raw_tiers) - set(_TIERS))
-    if unknown:
-        raise InputError(f"unknown tier(s) {unknown}", tiers_path)
+    recording = read_sensorium(folder)
     videos, rates, behaviour = [], [], []
-    for i in range(raw_tiers.size):
-        video = np.load(folder / "data" / "videos" / f"{i}.npy")  # (H, W, T)
-        videos.append(np.ascontiguousarray(np.moveaxis(video, -1, 0), dtype=np.float32))
-        rate = np.load(rates_dir / f"{i}.npy")
-        if rate.shape[1] != videos[-1].shape[0]:
-            raise InputError(f"rates have {rate.shape[1]} frames, the video {videos[-1].shape[0]}", rates_dir / f"{i}.npy")
+    for k in range(len(recording)):
+        trial = recording.trial(k)
+        rate_path = rates_dir / f"{recording.trial_ids[k]}.npy"
+        if not rate_path.exists():
+            raise InputError("rates file is missing", rate_path)
+        rate = np.load(rate_path, allow_pickle=False)
+        if rate.shape[1] != trial.n_frames:
+            raise InputError(f"rates have {rate.shape[1]} frames, the video {trial.n_frames}", rate_path)
+        videos.append(np.ascontiguousarray(trial.video))
         rates.append(rate.astype(np.float32))
-        pupil_running = np.load(folder / "data" / "behavior" / f"{i}.npy")[:2]
-        centre = np.load(folder / "data" / "pupil_center" / f"{i}.npy")[:2]
-        behaviour.append(np.concatenate([pupil_running, centre]).astype(np.float32))  # pupil, running, x, y
-    return videos, rates, behaviour, [_TIERS[t] for t in raw_tiers]
+        behaviour.append(trial.behavior)  # pupil, running, pupil_x, pupil_y
+    return videos, rates, behaviour, recording.tiers.tolist()
 
 
 def session_from_twin_dataset(
