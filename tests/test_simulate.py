@@ -231,6 +231,50 @@ def test_retinotopy_and_coverage():
     assert np.ptp(wide.rf_x) > 2 * np.ptp(population.rf_x)
 
 
+def test_luminance_cells_follow_local_brightness_with_their_sign():
+    population = _population(n_neurons=80, luminance_fraction=0.5, coverage=0.3)
+    luminance = population.spatial_frequency == 0
+    assert 20 < luminance.sum() < 60 and not population.is_complex[luminance].any()
+    n = 90
+    grey = np.full((n, 36, 64), 128.0, np.float32)
+    bright, dark = grey.copy(), grey.copy()
+    bright[30:, 8:28, 16:48] = 200.0  # a patch over the covered centre of the screen
+    dark[30:, 8:28, 16:48] = 56.0
+    population.calibrate(_movie(), {"running": np.zeros(300)})
+    still = {"running": np.zeros(n)}
+    on_cells = luminance & (np.cos(population.phase) > 0)
+    off_cells = luminance & (np.cos(population.phase) < 0)
+    on_bright, on_dark = population(bright, still)[on_cells, 35:60], population(dark, still)[on_cells, 35:60]
+    off_bright, off_dark = population(bright, still)[off_cells, 35:60], population(dark, still)[off_cells, 35:60]
+    assert on_bright.mean() > 2 * on_dark.mean() and off_dark.mean() > 2 * off_bright.mean()
+
+
+def test_the_population_as_a_torch_encoder_computes_the_same_rates():
+    torch = pytest.importorskip("torch")
+    from movie_reconstruction.simulate.oracle import PopulationEncoder
+
+    population = _population(n_neurons=50, luminance_fraction=0.3)
+    movie = _movie(120)
+    rng = np.random.default_rng(3)
+    behaviour = {
+        "running": np.abs(rng.normal(10, 10, 120)).astype(np.float32),
+        "pupil_x": rng.normal(0, 3, 120).astype(np.float32),
+        "pupil_y": rng.normal(0, 3, 120).astype(np.float32),
+    }
+    expected = population(movie, behaviour)
+    encoder = PopulationEncoder(population)
+    stacked = np.stack([behaviour[name] for name in encoder.behavior_channels])
+    with torch.no_grad():
+        counts = encoder(torch.from_numpy(movie[None].astype(np.float32)), torch.from_numpy(stacked[None]))[0].numpy()
+    np.testing.assert_allclose(counts * population.frame_rate, expected, atol=2e-3 * expected.max())
+    # and it can be inverted: a noisy movie gets a gradient (at exact grey the rectifier is flat)
+    video = torch.full((1, 60, 36, 64), 128.0) + 30 * torch.randn(1, 60, 36, 64)
+    video.requires_grad_(True)
+    encoder(video, torch.from_numpy(stacked[None, :, :60])).sum().backward()
+    assert video.grad.abs().sum() > 0
+    assert encoder.readout_positions().shape == (50, 2)
+
+
 def test_any_rates_function_can_replace_the_population(tmp_path):
     calls = {}
 

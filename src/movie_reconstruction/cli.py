@@ -294,15 +294,16 @@ def _cmd_report(args) -> int:
 
 
 # ------------------------------------------------------------------------------------ parser
-def _common(p, *, device=True, cluster=False, seed=False):
+def _common(p, *, device=True, cluster=False, seed=False, scheduler="local"):
     if device:
         p.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU; the default), cpu, cuda, cuda:1, mps")
     if seed:
         p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     if cluster:
-        p.add_argument("--scheduler", default="local", metavar="ADDRESS",
-                       help="'local' (default): a Dask LocalCluster sized to this machine; 'none': run in this "
-                            "process; or the address of an existing Dask scheduler (tcp://host:8786, or a scheduler JSON file)")
+        local, none = ("'local' (default)", "'none'") if scheduler == "local" else ("'local'", "'none' (default)")
+        p.add_argument("--scheduler", default=scheduler, metavar="ADDRESS",
+                       help=f"{local}: a Dask LocalCluster sized to this machine; {none}: run in this process; "
+                            "or the address of an existing Dask scheduler (tcp://host:8786, or a scheduler JSON file)")
         p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: one per core)")
         p.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the worker's)")
         p.add_argument("--retries", type=int, default=None, help="retries of a failed task before it is reported (default 2)")
@@ -341,10 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "run the controls and write a report. Needs no data and no network.",
                        epilog="Examples:\n  movie-recon demo                 # the full demo session\n"
                               "  movie-recon demo --quick         # a short session (timings: docs/user-guide.md)\n"
-                              "  movie-recon demo -o /tmp/demo --scheduler none")
+                              "  movie-recon demo -o /tmp/demo --scheduler local   # on a local Dask cluster\n\n"
+                              "The demo runs in this process by default: it is sized for a 2-core laptop, where a local\n"
+                              "Dask cluster measured slower (docs/user-guide.md).")
     p.add_argument("--quick", action="store_true", help="a short session, a small ensemble and fewer controls")
     p.add_argument("-o", "--output", type=Path, help="results folder (default ./movie-recon-demo[-quick]); reused to resume")
-    _common(p, cluster=True, seed=True)
+    _common(p, cluster=True, seed=True, scheduler="none")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("extract", help="suite2p on a session's raw stack",

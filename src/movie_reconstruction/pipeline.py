@@ -75,11 +75,13 @@ class PipelineSettings:
     def demo(cls, quick: bool = False) -> PipelineSettings:
         """Settings sized for ``movie-recon demo`` (< 10 min) and ``--quick`` (< 2 min) on 2 CPU cores."""
         if quick:
-            # the two-minute budget leaves room for one reconstructing control and one subset
-            return cls(cell_threshold=0.0, small_fov=True, n_models=2, max_epochs=8, iterations=100,
-                       control_variants=("grey-screen prior",), neuron_counts=(30,))
-        return cls(cell_threshold=0.0, small_fov=True, n_models=3, max_epochs=20, iterations=200,
-                   neuron_counts=(25, 50, 100))
+            # the two-minute budget leaves room for one model, one reconstructing control and one subset
+            return cls(cell_threshold=0.0, small_fov=True, n_models=1, max_epochs=12, iterations=50,
+                       control_variants=("grey-screen prior",), neuron_counts=(100,))
+        # measured on 2 idle cores: simulation ~40 s, suite2p ~55 s, two models ~100 s, the
+        # reconstructions and controls ~300 s (docs/simulation.md, benchmarks/demo_timing.py)
+        return cls(cell_threshold=0.0, small_fov=True, n_models=2, max_epochs=12, iterations=60,
+                   neuron_counts=(150, 300))
 
 
 @dataclass

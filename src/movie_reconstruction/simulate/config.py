@@ -48,16 +48,17 @@ class StimulusConfig:
 
 @dataclass(frozen=True)
 class PopulationConfig:
-    n_neurons: int = 160
+    n_neurons: int = 600
     # Receptive-field centres cover this fraction of the stimulus width and height, centred
     # at ``coverage_centre`` (fractions of width, height). 1.0 covers the whole screen.
     coverage: float = 0.6
     coverage_centre: tuple[float, float] = (0.5, 0.5)
     rf_scatter_pixels: float = 1.5  # scatter around the retinotopic map
-    sigma_pixels: tuple[float, float] = (1.5, 4.0)  # Gaussian envelope s.d., log-uniform
-    spatial_frequency_cycles_per_pixel: tuple[float, float] = (0.04, 0.14)  # log-uniform
+    sigma_pixels: tuple[float, float] = (3.0, 7.0)  # Gaussian envelope s.d., log-uniform (5-13 deg)
+    spatial_frequency_cycles_per_pixel: tuple[float, float] = (0.03, 0.10)  # log-uniform (0.017-0.056 cycles/deg)
     aspect_ratio: tuple[float, float] = (0.5, 1.0)  # envelope width / length
     complex_fraction: float = 0.5  # phase-invariant (energy-model) cells
+    luminance_fraction: float = 0.3  # untuned ON/OFF cells that follow the local luminance
     latency_s: tuple[float, float] = (0.04, 0.08)
     temporal_peak_s: tuple[float, float] = (0.03, 0.07)  # after the latency
     temporal_undershoot: tuple[float, float] = (0.2, 0.6)  # biphasic: negative lobe / positive lobe
@@ -102,13 +103,13 @@ INDICATORS: dict[str, dict[str, float]] = {
 @dataclass(frozen=True)
 class ImagingConfig:
     frame_rate: float = 30.0  # Hz, imaging frames (volumes)
-    fov_shape: tuple[int, int] = (144, 144)  # (Y, X) pixels
+    fov_shape: tuple[int, int] = (224, 224)  # (Y, X) pixels
     indicator: str = "GCaMP6f"
     rise_s: float | None = None  # None: the indicator's value
     decay_s: float | None = None
     dff_per_spike: float | None = None
     saturation_spikes: float = 30.0  # dF/F saturates as c / (1 + c / this)
-    soma_radius_pixels: tuple[float, float] = (3.0, 4.5)
+    soma_radius_pixels: tuple[float, float] = (2.5, 3.5)
     nucleus_dimming: float = 0.5  # GCaMP is excluded from the nucleus
     soma_brightness: float = 6.0  # mean photons per soma pixel per frame at F0
     background_brightness: float = 3.0  # photons per pixel per frame, tissue autofluorescence
@@ -152,12 +153,12 @@ class SimulationConfig:
 
     @classmethod
     def quick(cls) -> SimulationConfig:
-        """A two-minute demo: 12 six-second trials, 90 neurons, 112x112 pixels."""
+        """A two-minute demo: 15 eight-second trials, 300 neurons, 160x160 pixels."""
         return cls(
             name="simulated-mouse-quick",
-            stimulus=StimulusConfig(trial_seconds=6.0, n_train=9, n_validation=1, n_test=2, grey_seconds=0.5),
-            population=PopulationConfig(n_neurons=90),
-            imaging=ImagingConfig(fov_shape=(112, 112)),
+            stimulus=StimulusConfig(trial_seconds=8.0, n_train=12, n_validation=1, n_test=2, grey_seconds=0.5),
+            population=PopulationConfig(n_neurons=300),
+            imaging=ImagingConfig(fov_shape=(160, 160)),
         )
 
     @classmethod

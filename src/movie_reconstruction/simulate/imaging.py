@@ -225,6 +225,20 @@ def shift_frames(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return out
 
 
+# Each block of frames is cut into this many parts, each with its own random stream, so the
+# noise is drawn in parallel threads and the bytes do not depend on the number of cores.
+_RENDER_PARTS = 4
+
+
+def _detect(rng: np.random.Generator, photons: np.ndarray, motion: np.ndarray, config: ImagingConfig) -> np.ndarray:
+    """Move the frames, then shot noise (Poisson photons) and detector read noise, as uint16 ADU."""
+    photons = shift_frames(photons, motion)
+    counts = rng.poisson(np.maximum(photons, 0.0)).astype(np.float32)
+    adu = config.offset_adu + config.photons_to_adu * counts
+    adu += config.read_noise_adu * rng.standard_normal(counts.shape, dtype=np.float32)
+    return np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+
+
 def render_frames(
     rng: np.random.Generator,
     field: Field,
@@ -236,22 +250,29 @@ def render_frames(
     chunk: int = 256,
 ) -> Iterator[np.ndarray]:
     """Yield uint16 frame blocks ``(frames, Y, X)`` in order."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     height, width = field.shape
     n_frames = dff.shape[1]
     weighted = field.footprints.multiply(field.brightness[:, None]).tocsr().astype(np.float32)  # (N, P)
     static = (field.background + field.neuropil_maps.sum(axis=0)).reshape(-1) + np.asarray(weighted.sum(axis=0)).ravel()
     static = static.astype(np.float32)
     maps = field.neuropil_maps.reshape(field.neuropil_maps.shape[0], -1).astype(np.float32)
-    for start in range(0, n_frames, chunk):
-        stop = min(n_frames, start + chunk)
-        activity = np.ascontiguousarray(dff[:, start:stop].T, dtype=np.float32)  # (t, N)
-        photons = static[None, :] + np.asarray(weighted.T.dot(activity.T).T) + neuropil[:, start:stop].T.astype(np.float32) @ maps
-        photons *= bleach[start:stop, None]
-        photons = shift_frames(photons.reshape(stop - start, height, width), motion[start:stop])
-        counts = rng.poisson(np.maximum(photons, 0.0)).astype(np.float32)
-        adu = config.offset_adu + config.photons_to_adu * counts
-        adu += config.read_noise_adu * rng.standard_normal(counts.shape, dtype=np.float32)
-        yield np.clip(np.rint(adu), 0, 65535).astype(np.uint16)
+    # numpy's samplers release the GIL, so threads draw the noise of a block's parts at once
+    with ThreadPoolExecutor(max_workers=min(_RENDER_PARTS, os.cpu_count() or 1)) as pool:
+        for start in range(0, n_frames, chunk):
+            stop = min(n_frames, start + chunk)
+            activity = np.ascontiguousarray(dff[:, start:stop].T, dtype=np.float32)  # (t, N)
+            photons = static[None, :] + np.asarray(weighted.T.dot(activity.T).T) + neuropil[:, start:stop].T.astype(np.float32) @ maps
+            photons *= bleach[start:stop, None]
+            photons = photons.reshape(stop - start, height, width)
+            bounds = np.linspace(0, stop - start, _RENDER_PARTS + 1).astype(int)
+            parts = [
+                pool.submit(_detect, part_rng, photons[a:b], motion[start + a : start + b], config)
+                for part_rng, a, b in zip(rng.spawn(_RENDER_PARTS), bounds[:-1], bounds[1:])
+            ]
+            yield np.concatenate([part.result() for part in parts])
 
 
 def write_tiffs(folder, blocks: Iterator[np.ndarray], n_frames: int, frame_shape: tuple[int, int], frames_per_file: int) -> list[str]:

@@ -90,17 +90,30 @@ class V1Population:
         rf_y = (cy + (cortical_positions[:, 0] - 0.5) * config.coverage) * (height - 1)
         rf_x = rf_x + rng.normal(0.0, config.rf_scatter_pixels, n)
         rf_y = rf_y + rng.normal(0.0, config.rf_scatter_pixels, n)
+        sigma = _log_uniform(rng, config.sigma_pixels, n)
+        aspect = rng.uniform(*config.aspect_ratio, n)
+        spatial_frequency = _log_uniform(rng, config.spatial_frequency_cycles_per_pixel, n)
+        orientation = rng.uniform(0.0, np.pi, n)
+        phase = rng.uniform(0.0, 2 * np.pi, n)
+        is_complex = rng.random(n) < config.complex_fraction
+        # luminance (ON or OFF) cells: an untuned blob, i.e. a Gabor of zero frequency whose
+        # phase 0 or pi sets the sign; drawn last so the other cells do not depend on it
+        is_luminance = rng.random(n) < config.luminance_fraction
+        spatial_frequency[is_luminance] = 0.0
+        phase[is_luminance] = np.where(rng.random(int(is_luminance.sum())) < 0.5, 0.0, np.pi)
+        aspect[is_luminance] = 1.0
+        is_complex[is_luminance] = False
         return cls(
             frame_shape=(int(height), int(width)),
             frame_rate=float(frame_rate),
             rf_x=rf_x,
             rf_y=rf_y,
-            sigma=_log_uniform(rng, config.sigma_pixels, n),
-            aspect=rng.uniform(*config.aspect_ratio, n),
-            spatial_frequency=_log_uniform(rng, config.spatial_frequency_cycles_per_pixel, n),
-            orientation=rng.uniform(0.0, np.pi, n),
-            phase=rng.uniform(0.0, 2 * np.pi, n),
-            is_complex=rng.random(n) < config.complex_fraction,
+            sigma=sigma,
+            aspect=aspect,
+            spatial_frequency=spatial_frequency,
+            orientation=orientation,
+            phase=phase,
+            is_complex=is_complex,
             latency_s=rng.uniform(*config.latency_s, n),
             temporal_peak_s=rng.uniform(*config.temporal_peak_s, n),
             undershoot=rng.uniform(*config.temporal_undershoot, n),
