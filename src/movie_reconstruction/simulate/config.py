@@ -148,12 +148,12 @@ class SimulationConfig:
 
     @classmethod
     def default(cls) -> SimulationConfig:
-        """The demo session: 26 ten-second trials, 160 neurons, 144x144 pixels at 30 Hz (~4.8 min)."""
+        """The demo session: 26 ten-second trials, 600 neurons, 224x224 pixels at 30 Hz (~4.8 min)."""
         return cls()
 
     @classmethod
     def quick(cls) -> SimulationConfig:
-        """A two-minute demo: 15 eight-second trials, 300 neurons, 160x160 pixels."""
+        """The under-two-minute demo: 15 eight-second trials, 300 neurons, 160x160 pixels."""
         return cls(
             name="simulated-mouse-quick",
             stimulus=StimulusConfig(trial_seconds=8.0, n_train=12, n_validation=1, n_test=2, grey_seconds=0.5),

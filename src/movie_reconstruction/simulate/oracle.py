@@ -1,11 +1,12 @@
-"""The simulated population as a differentiable encoder: the reconstruction ceiling.
+"""The simulated population as a differentiable encoder: reconstruction through the true model.
 
-:class:`PopulationEncoder` computes exactly what :meth:`V1Population.__call__` computes
-(Gabor or energy drive, causal temporal kernels, calibrated rectification, running gain,
-receptive fields that follow the eye), in torch, so the reconstruction optimiser can invert
-the true model. Reconstructing through it from the ground-truth spikes measures how much the
-simulated mouse's activity says about its movie; a learned encoder can only approach that.
-It meets the encoder contract (``frame_shape``, ``n_neurons``, ``behavior_channels``,
+:class:`PopulationEncoder` computes what :meth:`V1Population.__call__` computes (Gabor or
+energy drive, causal temporal kernels, calibrated rectification, running gain, receptive
+fields that follow the eye), in torch, so the reconstruction optimiser can invert the true
+model. Reconstructing through it from the ground-truth spikes is the reference for a learned
+encoder on the same session (benchmarks/simulate_oracle.py). It is not a strict ceiling: the
+true rectifier is flat below threshold, which the optimiser finds harder than a learned
+encoder's smooth output. It meets the encoder contract (``frame_shape``, ``n_neurons``, ``behavior_channels``,
 ``forward(video (B,T,H,W), behaviour (B,C,T)) -> (B,N,T)``) and predicts expected spike
 counts per movie frame.
 """

@@ -97,7 +97,7 @@ class V1Population:
         phase = rng.uniform(0.0, 2 * np.pi, n)
         is_complex = rng.random(n) < config.complex_fraction
         # luminance (ON or OFF) cells: an untuned blob, i.e. a Gabor of zero frequency whose
-        # phase 0 or pi sets the sign; drawn last so the other cells do not depend on it
+        # phase 0 or pi sets the sign
         is_luminance = rng.random(n) < config.luminance_fraction
         spatial_frequency[is_luminance] = 0.0
         phase[is_luminance] = np.where(rng.random(int(is_luminance.sum())) < 0.5, 0.0, np.pi)
