@@ -1,7 +1,9 @@
-"""Slow end-to-end widget run: suite2p from the Extract widget, feeding Build recording.
+"""Slow end-to-end widget runs: suite2p from the Extract widget, feeding Build recording; and
+"Run all" from a session manifest to reconstruction layers and a report.
 
-"Run all" on the sample session is exercised by docs/make_screenshots.py (a whole demo run is
-too long for CI on 2 cores).
+"Run all" on the demo's sample session is exercised by docs/make_screenshots.py and
+benchmarks/demo_timing.py (a whole demo run is too long for CI on 2 cores); here it runs on
+the tiny simulated session.
 
 Same headless set-up as tests/test_widgets.py (imported from there: a private Xvfb for napari's
 OpenGL canvas when there is no display).
@@ -50,3 +52,33 @@ def test_extract_widget_runs_suite2p_and_feeds_build_recording(viewer, qtbot, ti
     build.run_button.clicked.emit()
     wait_for(qtbot, build)
     assert f"4 trials (2 train, 1 validation, 1 test), {rois.metadata['spks'].shape[0]} neurons" in build.summary.value
+
+
+def test_run_all_from_a_manifest_ends_in_aligned_layers_and_a_report(viewer, qtbot, tiny_session, tmp_path):  # noqa: F811
+    from movie_reconstruction._widgets import _layers
+    from movie_reconstruction._widgets.run_all import MANIFEST
+
+    run_all = open_widget(viewer, "Run all")
+    run_all.source.value = MANIFEST
+    run_all.manifest.value = tiny_session.manifest
+    run_all.results.value = tmp_path / "results"
+    run_all.models.value, run_all.iterations.value = 1, 5
+    run_all.controls.value = False  # the tiny session has one test trial: nothing to shuffle
+    run_all.device.value = "cpu"
+    run_all.run_button.clicked.emit()
+    wait_for(qtbot, run_all, timeout=600_000)
+    assert "results in" in run_all.summary.value, (run_all.status.value, run_all.summary.value)
+    assert (tmp_path / "results" / "report.html").is_file()
+    movies = [layer for layer in viewer.layers if layer.metadata.get("kind") == _layers.RECONSTRUCTION]
+    stimuli = [layer for layer in viewer.layers if layer.metadata.get("kind") == _layers.STIMULUS]
+    assert len(movies) == len(stimuli) == 1
+    stimulus, reconstruction = stimuli[0], movies[0]
+    n_frames = stimulus.data.shape[0]
+    assert reconstruction.data.shape == stimulus.data.shape == (n_frames, 36, 64)
+    frame_s = stimulus.scale[0]  # 1 / the frame rate measured from the session's timestamps
+    assert frame_s == pytest.approx(1 / 30.0, rel=1e-3)
+    for k in (0, n_frames // 2, n_frames - 1):  # frame k of both is at the same trial time, side by side
+        t = k * frame_s
+        assert stimulus.world_to_data((t, 5, 5))[0] == pytest.approx(k)
+        assert reconstruction.world_to_data((t, 5, 5 + 64 + _layers.GAP)) == pytest.approx((k, 5, 5))
+    assert np.isfinite(reconstruction.metadata["metrics"]["correlation"])
