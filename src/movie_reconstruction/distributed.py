@@ -88,14 +88,23 @@ def dask_client(
         finally:
             client.close()
         return
+    import dask
+
     workers, threads = local_cluster_size()
-    cluster = LocalCluster(
-        n_workers=n_workers or workers,
-        threads_per_worker=threads_per_worker or threads,
-        processes=processes,
-        dashboard_address=":0",
-        silence_logs=40,  # logging.ERROR: a killed worker is handled, not shouted about
-    )
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's mmap
+    # threshold: every large tensor is then mapped and unmapped afresh, and torch ran 1.6x
+    # slower in a worker than in this process (docs/distributed_speedup.md). Our clusters
+    # start without it.
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = LocalCluster(
+            n_workers=n_workers or workers,
+            threads_per_worker=threads_per_worker or threads,
+            processes=processes,
+            dashboard_address=":0",
+            silence_logs=40,  # logging.ERROR: a killed worker is handled, not shouted about
+        )
     client = Client(cluster)
     try:
         yield client
