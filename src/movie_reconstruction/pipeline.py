@@ -352,6 +352,14 @@ def reconstruction_config(settings: PipelineSettings):
     return ReconstructionConfig(iterations=settings.iterations, seed=settings.seed)
 
 
+def _reconstruction_inputs(results: ResultsFolder, settings: PipelineSettings, recording_path=None):
+    """What reconstructions and controls both start from: the recording, the ensemble's
+    checkpoints, the mask, the optimiser settings and the chosen trials' positions."""
+    recording = open_recording(_recording_path_of(results, recording_path))
+    blobs = _ensemble(results, recording)
+    return recording, blobs, _load_mask(results), reconstruction_config(settings), _select_trials(recording, settings.trials)
+
+
 def reconstruct_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
 ) -> Job[ReconstructionSummary]:
@@ -364,11 +372,7 @@ def reconstruct_stage(
     from .reconstruct.metrics import score_movie
 
     finish = _timed(results, "reconstruct")
-    recording = open_recording(_recording_path_of(results, recording_path))
-    blobs = _ensemble(results, recording)
-    alpha = _load_mask(results)
-    config = reconstruction_config(settings)
-    positions = _select_trials(recording, settings.trials)
+    recording, blobs, alpha, config, positions = _reconstruction_inputs(results, settings, recording_path)
     identity = identity_hash({"config": config.to_dict(), "models": [b.sha256 for b in blobs],
                               "mask": identity_hash(alpha.round(6).tolist())})
 
@@ -467,11 +471,7 @@ def controls_stage(
     from .reconstruct.metrics import masked_correlation, predict
 
     finish = _timed(results, "controls")
-    recording = open_recording(_recording_path_of(results, recording_path))
-    blobs = _ensemble(results, recording)
-    alpha = _load_mask(results)
-    config = reconstruction_config(settings)
-    positions = _select_trials(recording, settings.trials)
+    recording, blobs, alpha, config, positions = _reconstruction_inputs(results, settings, recording_path)
     finished = results.finished_trials()
     positions = [p for p in positions if int(recording.trial_ids[p]) in finished]
     if len(positions) < 2:
