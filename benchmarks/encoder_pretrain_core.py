@@ -3,12 +3,12 @@ write its core (weights + architecture + provenance) into the package.
 
 Half A is fixed by ``encoder_quality.neuron_halves`` (split seed 0), so the benchmarks can fit
 the other half (B) as "a new mouse" and compare a pretrained core with training from scratch.
-The dataset is the twin-full folder described in docs/encoder.md.
+The dataset is the twin-40min folder described in docs/encoder.md.
 
 Example::
 
-    python benchmarks/encoder_pretrain_core.py --dataset ~/.cache/movie-recon/twin-full \\
-        --max-minutes 15 --threads 1
+    python benchmarks/encoder_pretrain_core.py --dataset ~/.cache/movie-recon/twin-40min \\
+        --max-minutes 15 --threads 2
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MAX_BYTES = 5 * 1024 * 1024
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
-    ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-full").expanduser())
+    ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-40min").expanduser())
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--max-minutes", type=float, default=15.0)

@@ -14,7 +14,7 @@ correlation with the noise-free rates, epochs, wall time and training throughput
 
 Example (the acceptance run)::
 
-    python benchmarks/encoder_quality.py --dataset ~/.cache/movie-recon/twin-full \\
+    python benchmarks/encoder_quality.py --dataset ~/.cache/movie-recon/twin-40min \\
         --minutes 20 --max-minutes 20 --threads 2 --json results.json --markdown table.md
 """
 
@@ -57,13 +57,31 @@ def select_minutes(recording, minutes: float):
     return recording.select(np.sort(keep))
 
 
+def parse_overrides(pairs) -> dict:
+    """``["channels=24", "residual=true"]`` -> ``{"channels": 24, "residual": True}``."""
+    values = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
-    ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-full").expanduser())
+    ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-40min").expanduser())
     ap.add_argument("--neurons", type=int, default=2000, help="size of the evaluated subset of half B")
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--preset", default="small", choices=["small", "large"])
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change architecture settings of the preset, e.g. channels=24 residual=true")
+    ap.add_argument("--train-set", dest="train_overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change training settings of the preset, e.g. lr=0.01 batch_size=16")
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 10, 20, 40])
     ap.add_argument("--max-minutes", type=float, default=20.0, help="training wall-clock budget per run")
     ap.add_argument("--max-epochs", type=int, default=None)
@@ -83,7 +101,7 @@ def main(argv=None):
     import torch
 
     from movie_reconstruction.io.sensorium import read_sensorium
-    from movie_reconstruction.model import TrainConfig, evaluate_encoder, save_encoder, train_encoder
+    from movie_reconstruction.model import EncoderConfig, TrainConfig, evaluate_encoder, save_encoder, train_encoder
     from movie_reconstruction.progress import run
 
     if a.threads:
@@ -92,6 +110,7 @@ def main(argv=None):
     index = evaluation_neurons(full.n_neurons, a.neurons, a.split_seed)
     recording = full.with_neurons(index)
     label = a.label or ("scratch" if a.init_core is None else "pretrained core")
+    architecture = EncoderConfig.preset(a.preset).replace(**parse_overrides(a.overrides))
     print(f"{recording}; evaluated neurons: {a.neurons} of half B (split seed {a.split_seed})", flush=True)
     rows = []
     for minutes in a.minutes:
@@ -105,13 +124,14 @@ def main(argv=None):
                                                          core_lr_scale=a.core_lr_scale)
         if a.max_epochs:
             training = training.replace(max_epochs=a.max_epochs)
+        training = training.replace(**parse_overrides(a.train_overrides))
         started = time.perf_counter()
 
         def show(event):
             if "val_corr" in event.metrics:
                 print(f"  {minutes:g} min, {event.message} ({time.perf_counter() - started:.0f} s)", flush=True)
 
-        result = run(train_encoder(subset, a.preset, training, init_core=a.init_core), show)
+        result = run(train_encoder(subset, architecture, training, init_core=a.init_core), show)
         metrics = evaluate_encoder(result.encoder, subset, "test")
         row = {
             "arm": label,
@@ -136,6 +156,8 @@ def main(argv=None):
             "threads": torch.get_num_threads(),
             "device": result.device,
             "init_core": a.init_core,
+            "architecture": result.encoder.architecture.to_dict(),
+            "training": training.to_dict(),
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

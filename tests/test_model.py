@@ -98,6 +98,13 @@ def test_forward_shapes_nonnegative_and_causal():
     assert encoder.frame_shape == (18, 32) and encoder.behavior_channels == CHANNELS
 
 
+def test_architecture_changes_are_checked():
+    changed = _model().replace(channels=4, residual=True)
+    assert changed.channels == 4 and changed.residual and changed.blocks == TINY["blocks"]
+    with pytest.raises(ValueError, match="unknown encoder settings"):
+        _model().replace(readout_width=3)
+
+
 def test_forward_rejects_wrong_shapes():
     encoder = _encoder(simulated_recording(n_trials=3))
     with pytest.raises(InputError, match="video must be"):
@@ -196,6 +203,19 @@ def test_stop_event_returns_best_model_so_far():
     assert result.stopped_because == "stopped by request"
     assert len(result.history) <= 4
     assert result.encoder is not None and not result.encoder.training
+
+
+def test_a_time_budget_anneals_the_learning_rate_before_it_runs_out():
+    from movie_reconstruction.model import TrainConfig, train_encoder
+    from movie_reconstruction.progress import run
+
+    recording = simulated_recording(n_trials=5)
+    training = TrainConfig(max_epochs=10_000, steps_per_epoch=2, clip_frames=20, max_minutes=0.05, lr=1e-3)
+    result = run(train_encoder(recording, _model(), training))
+    assert result.stopped_because.startswith("reached the 0.05-minute")
+    # Scheduled over 10,000 epochs it would still be near the peak; over 3 s it has decayed.
+    assert result.history[-1]["lr"] < 0.5e-3
+    assert result.history[1]["lr"] > result.history[-1]["lr"]
 
 
 def job_events(job, stop, after_epochs):

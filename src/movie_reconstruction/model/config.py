@@ -66,6 +66,10 @@ class EncoderConfig:
             )
         raise ValueError(f"unknown preset {name!r}; expected one of {PRESETS}")
 
+    def replace(self, **changes) -> EncoderConfig:
+        """A copy with ``changes``; unknown settings are refused as in :meth:`from_dict`."""
+        return EncoderConfig.from_dict({**self.to_dict(), **changes})
+
     @property
     def history_frames(self) -> int:
         """How many past frames (including the current one) can influence an output."""
@@ -74,7 +78,8 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings. ``max_minutes`` stops training cleanly at a wall-clock budget."""
+    """Optimisation settings. ``max_minutes`` stops training cleanly at a wall-clock budget, and
+    the cosine learning-rate decay then runs over that budget if it is shorter than ``max_epochs``."""
 
     max_epochs: int = 40
     patience: int = 6  # epochs without a better validation correlation before stopping

@@ -1,5 +1,6 @@
 """Training: random clips from training trials, Poisson loss, AdamW with warm-up and cosine
-decay, early stopping on validation correlation, the best model kept.
+decay (over ``max_epochs``, or over ``max_minutes`` when that budget runs out first), early
+stopping on validation correlation, the best model kept.
 
 ``train_encoder`` is a generator (see :mod:`movie_reconstruction.progress`): it yields
 :class:`~movie_reconstruction.progress.Progress` events (stage ``"training"``; ``metrics`` hold
@@ -284,6 +285,10 @@ def train_encoder(
         if step < warmup:
             return (step + 1) / warmup
         progress = (step - warmup) / max(1, total_steps - warmup)
+        if deadline is not None:
+            # Under a time budget the decay follows whichever runs out first, epochs or minutes,
+            # so that a run stopped by the clock has still annealed its learning rate.
+            progress = max(progress, 1 - (deadline - budget_clock()) / (60 * training.max_minutes))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     step_model = model

@@ -137,7 +137,8 @@ def score_reconstruction(reconstruction, trials, *, drop_frames: int = DROP_FRAM
 class ResponseCheck:
     """How well the encoders' predictions match the recorded responses, from the reconstructed
     movie and from the true movie. ``ratio`` near 1: the reconstruction explains the responses
-    as well as the true movie does; above 1 can mean over-fitting the noise."""
+    as well as the true movie does; above 1 can mean over-fitting the noise. Correlations follow the Sensorium convention of
+    :func:`movie_reconstruction.model.metrics.single_trial_correlation` (a silent neuron counts as 0)."""
 
     reconstructed: float  # mean over neurons of r(predicted from reconstruction, recorded)
     true_movie: float  # mean over neurons of r(predicted from true movie, recorded)
@@ -175,25 +176,19 @@ def predict(models, video, trial, *, device=None) -> np.ndarray:
     return np.mean(out, axis=0)
 
 
-def _mean_neuron_correlation(predicted, recorded) -> float:
-    p = predicted - predicted.mean(1, keepdims=True)
-    r = recorded - recorded.mean(1, keepdims=True)
-    denominator = np.sqrt((p * p).sum(1) * (r * r).sum(1))
-    valid = denominator > 1e-12
-    return float(((p * r).sum(1)[valid] / denominator[valid]).mean()) if valid.any() else 0.0
-
-
 def _nll(predicted, recorded, eps=1e-6) -> float:
     return float((predicted - recorded * np.log(predicted + eps)).mean())
 
 
 def response_check(models, reconstructed_movie, trial, *, drop_frames: int = DROP_FRAMES, device=None) -> ResponseCheck:
+    from ..model.metrics import single_trial_correlation
+
     recorded = np.asarray(trial.responses, np.float64)[:, drop_frames:]
     from_rec = predict(models, reconstructed_movie, trial, device=device)[:, drop_frames:].astype(np.float64)
     from_true = predict(models, trial.video, trial, device=device)[:, drop_frames:].astype(np.float64)
     return ResponseCheck(
-        reconstructed=_mean_neuron_correlation(from_rec, recorded),
-        true_movie=_mean_neuron_correlation(from_true, recorded),
+        reconstructed=single_trial_correlation([from_rec], [recorded]),
+        true_movie=single_trial_correlation([from_true], [recorded]),
         reconstructed_nll=_nll(from_rec, recorded),
         true_movie_nll=_nll(from_true, recorded),
     )
