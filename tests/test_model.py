@@ -210,7 +210,8 @@ def test_a_time_budget_anneals_the_learning_rate_before_it_runs_out():
     from movie_reconstruction.progress import run
 
     recording = simulated_recording(n_trials=5)
-    training = TrainConfig(max_epochs=10_000, steps_per_epoch=2, clip_frames=20, max_minutes=0.05, lr=1e-3)
+    training = TrainConfig(max_epochs=10_000, patience=10_000, steps_per_epoch=2, clip_frames=20, max_minutes=0.05,
+                           lr=1e-3)
     result = run(train_encoder(recording, _model(), training))
     assert result.stopped_because.startswith("reached the 0.05-minute")
     # Scheduled over 10,000 epochs it would still be near the peak; over 3 s it has decayed.
