@@ -137,8 +137,9 @@ def score_reconstruction(reconstruction, trials, *, drop_frames: int = DROP_FRAM
 class ResponseCheck:
     """How well the encoders' predictions match the recorded responses, from the reconstructed
     movie and from the true movie. ``ratio`` near 1: the reconstruction explains the responses
-    as well as the true movie does; above 1 can mean over-fitting the noise. Correlations follow the Sensorium convention of
-    :func:`movie_reconstruction.model.metrics.single_trial_correlation` (a silent neuron counts as 0)."""
+    as well as the true movie does; above 1 can mean over-fitting the noise. Correlations follow
+    the Sensorium convention of :func:`movie_reconstruction.model.metrics.single_trial_correlation`
+    (a silent neuron counts as 0)."""
 
     reconstructed: float  # mean over neurons of r(predicted from reconstruction, recorded)
     true_movie: float  # mean over neurons of r(predicted from true movie, recorded)
