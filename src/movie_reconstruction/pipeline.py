@@ -79,7 +79,7 @@ class PipelineSettings:
             return cls(cell_threshold=0.0, small_fov=True, n_models=1, max_epochs=12, iterations=50,
                        control_variants=("grey-screen prior",), neuron_counts=(100,))
         # measured on 2 idle cores: simulation ~40 s, suite2p ~55 s, two models ~100 s, the
-        # reconstructions and controls ~300 s (docs/simulation.md, benchmarks/demo_timing.py)
+        # reconstructions and controls ~300 s (docs/user-guide.md, benchmarks/demo_timing.py)
         return cls(cell_threshold=0.0, small_fov=True, n_models=2, max_epochs=12, iterations=60,
                    neuron_counts=(150, 300))
 

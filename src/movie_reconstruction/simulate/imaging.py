@@ -7,7 +7,9 @@ bleaching -> rigid motion -> photon shot noise and detector read noise -> uint16
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,9 +252,6 @@ def render_frames(
     chunk: int = 256,
 ) -> Iterator[np.ndarray]:
     """Yield uint16 frame blocks ``(frames, Y, X)`` in order."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     height, width = field.shape
     n_frames = dff.shape[1]
     weighted = field.footprints.multiply(field.brightness[:, None]).tocsr().astype(np.float32)  # (N, P)
