@@ -5,10 +5,10 @@ Half A is fixed by ``encoder_quality.neuron_halves`` (split seed 0), so the benc
 the other half (B) as "a new mouse" and compare a pretrained core with training from scratch.
 The dataset is the twin-40min folder described in docs/encoder.md.
 
-Example::
+Example (the bundled core has the fast preset's shape)::
 
     python benchmarks/encoder_pretrain_core.py --dataset ~/.cache/movie-recon/twin-40min \\
-        --max-minutes 15 --threads 2
+        --max-minutes 15 --threads 2 --preset fast
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encoder_quality import neuron_halves  # noqa: E402
+from encoder_quality import neuron_halves, parse_overrides  # noqa: E402
 
 MAX_BYTES = 5 * 1024 * 1024
 
@@ -31,7 +31,9 @@ def main(argv=None):
                                  epilog=__doc__.split("\n", 2)[2])
     ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-40min").expanduser())
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--preset", default="small")
+    ap.add_argument("--preset", default="fast", choices=["fast", "small", "large"])
+    ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="change architecture settings of the preset, e.g. channels=16")
     ap.add_argument("--max-minutes", type=float, default=15.0)
     ap.add_argument("--max-epochs", type=int, default=None)
     ap.add_argument("--budget-clock", default="wall", choices=["wall", "process"],
@@ -45,7 +47,7 @@ def main(argv=None):
     import torch
 
     from movie_reconstruction.io.sensorium import read_sensorium
-    from movie_reconstruction.model import TrainConfig, train_encoder
+    from movie_reconstruction.model import EncoderConfig, TrainConfig, train_encoder
     from movie_reconstruction.model.pretrained import bundled_core_path, save_core
     from movie_reconstruction.progress import run
 
@@ -60,7 +62,8 @@ def main(argv=None):
     if a.max_epochs:
         training = training.replace(max_epochs=a.max_epochs)
     started = time.perf_counter()
-    result = run(train_encoder(recording, a.preset, training),
+    architecture = EncoderConfig.preset(a.preset).replace(**parse_overrides(a.overrides))
+    result = run(train_encoder(recording, architecture, training),
                  lambda e: print(f"{e.message} ({time.perf_counter() - started:.0f} s)", flush=True)
                  if "val_corr" in e.metrics else None)
     twin = json.loads((a.dataset / "twin.json").read_text()) if (a.dataset / "twin.json").exists() else {}
@@ -71,6 +74,7 @@ def main(argv=None):
         "dataset": {k: twin.get(k) for k in ("trials", "frames", "noise", "seed", "train_media", "test_media")},
         "neurons": f"half A: {half_a.size} of {full.n_neurons} twin neurons (permutation seed {a.split_seed})",
         "preset": a.preset,
+        "architecture_changes": parse_overrides(a.overrides),
         "best_val_corr": round(result.best_val_corr, 4),
         "epochs": len(result.history) - 1,
         "stopped_because": result.stopped_because,

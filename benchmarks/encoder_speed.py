@@ -70,7 +70,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n", 2)[2])
     ap.add_argument("--neurons", type=int, default=2000)
-    ap.add_argument("--presets", nargs="+", default=["small", "large"])
+    ap.add_argument("--presets", nargs="+", default=["fast", "small", "large"])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--large-steps", type=int, default=2, help="steps for the large preset (slow on CPU)")
     ap.add_argument("--threads", type=int, default=None)
@@ -84,9 +84,9 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     rows = []
     for preset in a.presets:
-        small = preset == "small"
-        row = measure(preset, a.neurons, 8 if small else 2, 60 if small else 30,
-                      a.steps if small else a.large_steps, a.device)
+        cpu_sized = preset != "large"
+        row = measure(preset, a.neurons, 8 if cpu_sized else 2, 60 if cpu_sized else 30,
+                      a.steps if cpu_sized else a.large_steps, a.device)
         rows.append(row)
         print(row, flush=True)
     lines = [

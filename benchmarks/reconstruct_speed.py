@@ -7,8 +7,8 @@ the speed ratio.
 
 Models (``--model``):
 - ``oracle``: the twin itself (``reconstruct_twin.TwinOracle``), 60 MMAC per frame;
-- ``small``: the package's ``small`` encoder with random weights and the dataset's neuron
-  count: the right cost for timing a default ensemble, meaningless correlations;
+- ``small`` / ``fast``: the package's preset encoder with random weights and the dataset's
+  neuron count: the right cost for timing a default ensemble, meaningless correlations;
 - ``checkpoints``: trained encoder folders given with ``--checkpoints``.
 
 ``--windowed-steps K`` times only K windowed iterations and extrapolates linearly (the
@@ -50,7 +50,7 @@ def build_models(args, recording):
         models.append(
             Encoder(
                 recording.n_neurons, recording.frame_shape, recording.behavior_channels,
-                EncoderConfig.preset("small"), neuron_positions=positions,
+                EncoderConfig.preset(args.model), neuron_positions=positions,
             ).eval()
         )
     return models, False
@@ -70,7 +70,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", type=Path, default=dataset)
     parser.add_argument("--twin-dir", type=Path, default=twin_dir)
-    parser.add_argument("--model", choices=("oracle", "small", "checkpoints"), default="small")
+    parser.add_argument("--model", choices=("oracle", "small", "fast", "checkpoints"), default="small")
     parser.add_argument("--checkpoints", type=Path, nargs="*", default=[])
     parser.add_argument("--members", type=int, default=3, help="ensemble size for --model small")
     parser.add_argument("--trials", type=int, default=1)

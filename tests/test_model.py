@@ -90,7 +90,10 @@ def test_forward_shapes_nonnegative_and_causal():
         rates2 = encoder(changed, changed_behavior)
     assert torch.equal(rates[:, :, :15], rates2[:, :, :15]), "frames after t changed the prediction at t"
     assert not torch.allclose(rates[:, :, 15:], rates2[:, :, 15:])
-    # The same movie in one pass or two consecutive windows gives the same result where history suffices.
+    with torch.no_grad():
+        late = encoder(video, behavior, first_frame=10)  # what training reads out after its burn-in
+    assert late.shape == (2, recording.n_neurons, 15)
+    torch.testing.assert_close(late, rates[:, :, 10:])
     positions = encoder.readout_positions()
     assert positions.shape == (recording.n_neurons, 2)
     assert float(positions.abs().max()) <= 1.0
@@ -131,10 +134,11 @@ def test_behaviour_changes_gain_and_pupil_position_shifts_readout():
 def test_presets_and_sizes():
     from movie_reconstruction.model import Encoder, EncoderConfig
 
+    fast = Encoder(2000, (36, 64), CHANNELS, EncoderConfig.preset("fast"))
     small = Encoder(2000, (36, 64), CHANNELS, EncoderConfig.preset("small"))
     large = Encoder(2000, (36, 64), CHANNELS, EncoderConfig.preset("large"))
-    assert small.parameter_count("core") < large.parameter_count("core")
-    assert small.macs_per_frame() < large.macs_per_frame()
+    assert fast.parameter_count("core") < small.parameter_count("core") < large.parameter_count("core")
+    assert fast.macs_per_frame() < small.macs_per_frame() < large.macs_per_frame()
     with pytest.raises(ValueError, match="unknown preset"):
         EncoderConfig.preset("huge")
 
@@ -171,7 +175,7 @@ def test_fitting_tiny_twin_with_the_bundled_core_improves_validation_correlation
     torch.set_num_threads(min(2, torch.get_num_threads()))
     recording = read_sensorium(tiny_twin_dataset)
     training = TrainConfig(max_epochs=6, patience=6, steps_per_epoch=10, clip_frames=30, lr=1e-2, core_lr_scale=0.0)
-    result = run(train_encoder(recording, "small", training, init_core="bundled"))
+    result = run(train_encoder(recording, "fast", training, init_core="bundled"))
     initial = result.history[0]["val_corr"]
     assert result.best_val_corr > 0.03, result.history
     assert result.best_val_corr > initial + 0.02
@@ -185,7 +189,7 @@ def test_bundled_core_is_small_and_documented():
     assert path.stat().st_size < 5 * 1024 * 1024
     assert (path.parent / "PROVENANCE.md").is_file()
     state, architecture = load_core_weights("bundled")
-    assert architecture == EncoderConfig.preset("small")
+    assert architecture == EncoderConfig.preset("fast")  # the bundled core has the fast preset's shape
     assert "stem.weight" in state
     provenance = core_provenance()
     assert provenance["made_by"] == "benchmarks/encoder_pretrain_core.py"
@@ -217,6 +221,20 @@ def test_a_time_budget_anneals_the_learning_rate_before_it_runs_out():
     # Scheduled over 10,000 epochs it would still be near the peak; over 3 s it has decayed.
     assert result.history[-1]["lr"] < 0.5e-3
     assert result.history[1]["lr"] > result.history[-1]["lr"]
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0])
+def test_per_neuron_offsets_follow_their_learning_rate_when_positions_are_known(scale):
+    from movie_reconstruction.model import TrainConfig, train_encoder
+
+    recording = simulated_recording(n_trials=4)
+    training = TrainConfig(max_epochs=3, patience=10, steps_per_epoch=5, clip_frames=20, lr=1e-2,
+                           rf_offset_lr_scale=scale)
+    result = run(train_encoder(recording, _model(), training))
+    assert result.best_epoch >= 1  # the kept model is a trained one
+    offsets = result.encoder.readout.mu_offset.detach()
+    # offsets start at zero; with scale 0 only the shared position -> receptive-field map moves centres
+    assert (torch.count_nonzero(offsets) == 0) == (scale == 0)
 
 
 def job_events(job, stop, after_epochs):

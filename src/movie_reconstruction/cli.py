@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", type=Path, help="results folder")
     p.add_argument("--recording", type=Path, default=None, help="a Sensorium 2023 mouse folder (default: RESULTS/recording)")
     p.add_argument("--models", type=int, default=None, help="ensemble size (default 3)")
-    p.add_argument("--preset", choices=("small", "large"), default=None, help="small: CPU-friendly (default); large: for GPUs")
+    p.add_argument("--preset", choices=("fast", "small", "large"), default=None,
+                   help="small: CPU-friendly (default); fast: half the cost, for quick looks; large: for GPUs")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per model")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget per model")
     p.add_argument("--init-core", default=None, help="'bundled' pretrained core, or a core/checkpoint path")

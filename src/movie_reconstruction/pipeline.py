@@ -76,11 +76,13 @@ class PipelineSettings:
         """Settings sized for ``movie-recon demo`` (< 10 min) and ``--quick`` (< 2 min) on 2 CPU cores."""
         if quick:
             # the two-minute budget leaves room for one model, one reconstructing control and one subset
-            return cls(cell_threshold=0.0, small_fov=True, n_models=1, max_epochs=12, iterations=50,
+            return cls(cell_threshold=0.0, small_fov=True, n_models=1, preset="fast", max_epochs=12, iterations=50,
                        control_variants=("grey-screen prior",), neuron_counts=(100,))
         # measured on 2 idle cores: simulation ~40 s, suite2p ~55 s, two models ~100 s, the
-        # reconstructions and controls ~300 s (docs/user-guide.md, benchmarks/demo_timing.py)
-        return cls(cell_threshold=0.0, small_fov=True, n_models=2, max_epochs=12, iterations=60,
+        # reconstructions and controls ~300 s (docs/user-guide.md, benchmarks/demo_timing.py).
+        # Both demos use the fast preset: the small one costs about twice as much per frame, in
+        # training and in every reconstruction step, which would take this one past 10 minutes.
+        return cls(cell_threshold=0.0, small_fov=True, n_models=2, preset="fast", max_epochs=12, iterations=60,
                    neuron_counts=(150, 300))
 
 

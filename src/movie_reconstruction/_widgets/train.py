@@ -19,8 +19,9 @@ class TrainEncoderWidget(Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.preset = ComboBox(label="preset", choices=["small", "large"], value="small",
-                               tooltip="small: trains on a laptop CPU in minutes; large: for a GPU")
+        self.preset = ComboBox(label="preset", choices=["fast", "small", "large"], value="small",
+                               tooltip="small: trains on a laptop CPU; fast: half the cost, less accurate; "
+                                       "large: for a GPU")
         self.ensemble = SpinBox(label="ensemble size", value=3, min=1, max=16,
                                 tooltip="the paper averages 7 models; 3 is a good start")
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")

@@ -1,9 +1,12 @@
 """Architecture and training settings, as plain dataclasses that round-trip through JSON.
 
-Two presets:
+Three presets:
 
-- ``small``: a few hundred thousand multiply-accumulates per pixel row; trains on a 2-core
-  laptop CPU in minutes (the acceptance run: 2,000 neurons, 20 min of movie, < 20 min).
+- ``fast``: the small preset at 16 channels, half its cost per frame, a bit less accurate (0.78
+  of the twin benchmark's ceiling against 0.82); for demos and quick looks. The bundled
+  pretrained core has this shape.
+- ``small``: about 10 million multiply-accumulates per 36x64 frame; trains on a 2-core CPU
+  (the acceptance run: 2,000 neurons, 20 min of movie, a 20-minute budget; docs/encoder.md).
 - ``large``: wider and deeper, with temporal convolutions in every block, for GPUs; the
   direction of the published encoders (DwiseNeuro), not their exact size.
 """
@@ -12,15 +15,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
-PRESETS = ("small", "large")
+PRESETS = ("fast", "small", "large")
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
     """Shape of the core, readout and behaviour terms."""
 
-    channels: int = 16  # feature channels of the core
-    blocks: int = 3  # depthwise-separable blocks after the stem
+    channels: int = 24  # feature channels of the core
+    blocks: int = 3  # convolution blocks after the stem
     stem_kernel: int = 9  # spatial kernel of the first convolution
     block_type: str = "dense"  # "dense" (one full kxk convolution) or "separable" (1x1, kxk depthwise, 1x1)
     block_kernel: int = 3  # spatial kernel of the block convolutions
@@ -49,6 +52,8 @@ class EncoderConfig:
     def preset(cls, name: str) -> EncoderConfig:
         if name == "small":
             return cls()
+        if name == "fast":
+            return cls(channels=16)
         if name == "large":
             return cls(
                 channels=128,
@@ -97,13 +102,17 @@ class TrainConfig:
     mixed_precision: bool = True  # autocast, used only on CUDA
     core_lr_scale: float = 1.0  # learning-rate factor for a pretrained core (0 freezes it)
     eval_batch_frames: int = 1200  # frames per forward pass when evaluating validation trials
+    # Learning-rate factor for each neuron's receptive-field offset from the position -> RF map, when
+    # ROI positions are known. At the full rate, response noise scatters the centres (docs/encoder.md,
+    # "Readout"); 0 keeps the shared map only.
+    rf_offset_lr_scale: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def preset(cls, name: str) -> TrainConfig:
-        if name == "small":
+        if name in ("fast", "small"):
             return cls()
         if name == "large":
             return cls(max_epochs=200, patience=15, clip_frames=90, batch_size=16, lr=2e-3)

@@ -197,7 +197,7 @@ def train_encoder(
 ):
     """Train one encoder on ``recording``'s train trials, validating on its validation trials.
 
-    - ``config``: an :class:`EncoderConfig` or a preset name (``"small"``, ``"large"``);
+    - ``config``: an :class:`EncoderConfig` or a preset name (``"fast"``, ``"small"``, ``"large"``);
     - ``training``: a :class:`TrainConfig` (default: the preset's);
     - ``device``: overrides ``training.device`` (``"auto"``: CUDA, then MPS, then CPU);
     - ``init_core``: ``"bundled"`` (the pretrained core shipped with the package), a path to a core
@@ -253,8 +253,9 @@ def train_encoder(
     data.to(device)
 
     core_params = list(model.core.parameters())
-    core_ids = {id(p) for p in core_params}
-    rest = [p for p in model.parameters() if id(p) not in core_ids]
+    offset_params = [model.readout.mu_offset] if model.readout.position_net is not None else []
+    special = {id(p) for p in core_params + offset_params}
+    rest = [p for p in model.parameters() if id(p) not in special]
     freeze_core = core_state is not None and training.core_lr_scale == 0
     core_scale = training.core_lr_scale if core_state is not None else 1.0
 
@@ -267,6 +268,8 @@ def train_encoder(
         ]
 
     param_groups = groups(rest, 1.0)
+    if offset_params:
+        param_groups += groups(offset_params, training.rf_offset_lr_scale)
     if freeze_core:
         for p in core_params:
             p.requires_grad_(False)
@@ -345,8 +348,8 @@ def train_encoder(
                 g["lr"] = base * factor
             video, responses, behavior = data.sample(rng, training.batch_size, clip)
             with autocast_ctx():
-                rates = step_model(video, behavior)
-            rates = rates[:, :, burn_in:].float()
+                rates = step_model(video, behavior, first_frame=burn_in)
+            rates = rates.float()
             target = responses[:, :, burn_in:]
             loss = (rates - target * torch.log(rates + 1e-8)).mean()
             optimizer.zero_grad(set_to_none=True)
