@@ -77,7 +77,7 @@ def main(argv=None):
     ap.add_argument("--dataset", type=Path, default=Path("~/.cache/movie-recon/twin-40min").expanduser())
     ap.add_argument("--neurons", type=int, default=2000, help="size of the evaluated subset of half B")
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--preset", default="small", choices=["small", "large"])
+    ap.add_argument("--preset", default="small", choices=["fast", "small", "large"])
     ap.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                     help="change architecture settings of the preset, e.g. channels=24 residual=true")
     ap.add_argument("--train-set", dest="train_overrides", nargs="+", default=[], metavar="KEY=VALUE",
