@@ -72,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--twin-dir", type=Path, default=twin_dir)
     parser.add_argument("--model", choices=("oracle", "small", "fast", "checkpoints"), default="small")
     parser.add_argument("--checkpoints", type=Path, nargs="*", default=[])
-    parser.add_argument("--members", type=int, default=3, help="ensemble size for --model small")
+    parser.add_argument("--members", type=int, default=3, help="ensemble size for --model small or fast")
     parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--drop-frames", type=int, default=30)

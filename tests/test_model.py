@@ -211,7 +211,6 @@ def test_stop_event_returns_best_model_so_far():
 
 def test_a_time_budget_anneals_the_learning_rate_before_it_runs_out():
     from movie_reconstruction.model import TrainConfig, train_encoder
-    from movie_reconstruction.progress import run
 
     recording = simulated_recording(n_trials=5)
     training = TrainConfig(max_epochs=10_000, patience=10_000, steps_per_epoch=2, clip_frames=20, max_minutes=0.05,
