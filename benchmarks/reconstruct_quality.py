@@ -12,10 +12,20 @@ neuron-count curve for each. It prints markdown tables and, with ``--markdown``,
 to a file. The paper's figures (Bauer et al. 2025, 7-model ensemble, real mice) are shown
 beside ours for orientation; they are not the same data.
 
-Example (the acceptance run; hours on 2 CPU cores, minutes on a GPU)::
+Example (hours on 2 CPU cores, minutes on a GPU)::
 
     PYTHONPATH=src python benchmarks/reconstruct_quality.py --checkpoints runs/ens/model_* \
         --neuron-counts 1000 2000 4000 7776 --markdown docs/reconstruction_benchmark.md
+
+``--results FOLDER`` instead takes a results folder that ``movie-recon train`` and
+``movie-recon reconstruct`` filled (the learned ensemble, through the product's own path):
+it reads that folder's per-trial correlations, mask and reconstruction settings, runs the
+oracle on the same trials one at a time with exactly those settings and that mask, and
+prints both side by side with the folder's controls table::
+
+    movie-recon train runs/twin --recording ~/.cache/movie-recon/twin-full
+    movie-recon reconstruct runs/twin
+    PYTHONPATH=src python benchmarks/reconstruct_quality.py --results runs/twin
 """
 
 from __future__ import annotations
@@ -66,6 +76,8 @@ def main(argv=None):
     parser.add_argument("--dataset", type=Path, default=dataset, help="twin dataset folder (Sensorium layout)")
     parser.add_argument("--twin-dir", type=Path, default=twin_dir, help="folder with make_twin_dataset.py and the checkpoint")
     parser.add_argument("--checkpoints", type=Path, nargs="*", default=[], help="encoder checkpoint folders (the ensemble)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="a reconstructed results folder: compare its trials with the oracle run the same way")
     parser.add_argument("--no-oracle", action="store_true")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--frames", type=int, default=None, help="crop trials to this many frames (default: whole)")
@@ -93,6 +105,8 @@ def main(argv=None):
         config = dataclasses.replace(config, early_stopping=False)
 
     oracle = TwinOracle(args.twin_dir, args.dataset)
+    if args.results:
+        return compare_with_results(args, oracle)
     mask = mask_for_model(oracle, eval_fraction=args.eval_fraction) if args.mask == "readout" else load_mask(args.mask)
 
     systems = []
@@ -148,6 +162,68 @@ def main(argv=None):
         from movie_reconstruction._atomic import write_text
 
         write_text(args.markdown, "# Reconstruction benchmark\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+
+
+def compare_with_results(args, oracle):
+    """The oracle on a results folder's reconstructed trials, with that folder's settings and mask."""
+    import torch
+
+    from movie_reconstruction.io.sensorium import read_sensorium
+    from movie_reconstruction.progress import run
+    from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
+    from movie_reconstruction.reconstruct.mask import load_mask
+    from movie_reconstruction.reconstruct.metrics import DROP_FRAMES, masked_correlation
+    from movie_reconstruction.results import ResultsFolder
+
+    results = ResultsFolder.open(args.results)
+    provenance = results.provenance()
+    stored = dict(provenance["settings"]["reconstruct"]["reconstruction"])
+    stored["pixel_range"] = tuple(stored["pixel_range"])
+    config = ReconstructionConfig(**stored)
+    mask = load_mask(results.mask_path)
+    finished = sorted(results.finished_trials().items())[: args.trials]
+    if not finished:
+        raise SystemExit(f"{args.results} holds no finished reconstructions")
+    recording = read_sensorium(args.dataset)
+    position = {int(t): i for i, t in enumerate(recording.trial_ids)}
+    members = finished[0][1]["members"]
+    lines = [
+        f"Results folder `{args.results}` ({members}-member ensemble, "
+        f"{provenance['settings'].get('train', {}).get('preset', '?')} preset); dataset `{args.dataset}`; "
+        f"mask: {mask.method} (eval {int(mask.evaluation.sum())} px, update {int(mask.update.sum())} px); "
+        f"reconstruction settings (both): `{config.to_dict()}`; torch threads {torch.get_num_threads()}.",
+        "",
+        "| trial | learned ensemble r | its iterations (per member) | oracle r | oracle iterations | oracle s |",
+        "|---|---|---|---|---|---|",
+    ]
+    learned, oracle_r = [], []
+    for trial_id, meta in finished:
+        trial = recording.trial(position[trial_id])
+        result = run(reconstruct([oracle], trial, config, mask=mask, device=args.device))
+        # the folder's correlations were scored with the pipeline's fixed convention; so is the oracle's
+        r = masked_correlation(result.movie, trial.video, mask.alpha, drop_frames=DROP_FRAMES)
+        learned.append(float(meta["correlation"]))
+        oracle_r.append(r)
+        row = (f"| {trial_id} | {meta['correlation']:.3f} | {', '.join(str(i) for i in meta['iterations'])} | "
+               f"{r:.3f} | {result.iterations_run} | {result.elapsed_s:.0f} |")
+        print(row, flush=True)
+        lines.append(row)
+    ratio = np.mean(learned) / np.mean(oracle_r)
+    lines += [
+        f"| **mean** | **{np.mean(learned):.3f}** | | **{np.mean(oracle_r):.3f}** | | |",
+        "",
+        f"**learned / oracle = {np.mean(learned):.3f} / {np.mean(oracle_r):.3f} = {ratio:.2f}** (target >= 0.85)",
+        "",
+    ]
+    controls = results.read_controls()
+    if controls:
+        lines += [f"Controls of the learned ensemble (trials {controls['trial_ids']}):", "", controls["markdown"], ""]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        from movie_reconstruction._atomic import write_text
+
+        write_text(args.markdown, "# Learned ensemble vs oracle\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
 
 
 if __name__ == "__main__":

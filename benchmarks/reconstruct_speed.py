@@ -62,7 +62,7 @@ def main(argv=None):
 
     from movie_reconstruction.progress import run
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
-    from movie_reconstruction.reconstruct.mask import mask_for_model
+    from movie_reconstruction.reconstruct.mask import load_mask, mask_for_model
     from movie_reconstruction.reconstruct.metrics import masked_correlation
     from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts
 
@@ -81,6 +81,8 @@ def main(argv=None):
     parser.add_argument("--windowed-iterations", type=int, default=None, help="default: as many as ours ran")
     parser.add_argument("--windowed-steps", type=int, default=None, help="time only this many windowed steps, extrapolate")
     parser.add_argument("--windowed-lr", type=float, default=1000.0)
+    parser.add_argument("--mask", type=Path, default=None,
+                        help="a saved mask (e.g. RESULTS/mask.safetensors); default: the oracle's readout estimate")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", type=Path, default=None)
@@ -92,8 +94,11 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     recording, trials = load_trials(args.dataset, args.trials, args.frames)
     models, meaningful = build_models(args, recording)
-    oracle_for_mask = models[0] if isinstance(models[0], TwinOracle) else TwinOracle(args.twin_dir, args.dataset)
-    mask = mask_for_model(oracle_for_mask, eval_fraction=0.1)
+    if args.mask:
+        mask = load_mask(args.mask)
+    else:
+        oracle_for_mask = models[0] if isinstance(models[0], TwinOracle) else TwinOracle(args.twin_dir, args.dataset)
+        mask = mask_for_model(oracle_for_mask, eval_fraction=0.1)
 
     config = ReconstructionConfig()
     if args.iterations:
