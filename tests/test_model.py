@@ -101,6 +101,28 @@ def test_forward_shapes_nonnegative_and_causal():
     assert encoder.frame_shape == (18, 32) and encoder.behavior_channels == CHANNELS
 
 
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_chunked_readout_equals_grid_sample_in_value_and_gradients(monkeypatch, chunk):
+    import torch.nn.functional as F
+
+    from movie_reconstruction.model import readout
+
+    monkeypatch.setattr(readout, "CPU_CHUNK_FRAMES", chunk)  # 3 does not divide 20 frames
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(20, 5, 6, 7, dtype=torch.double, generator=generator, requires_grad=True)
+    # read points partly outside the frame, where border padding holds the edge value
+    grid = (torch.rand(20, 11, 1, 2, dtype=torch.double, generator=generator) * 2.4 - 1.2).requires_grad_(True)
+    weights = torch.randn(5, 11, dtype=torch.double, generator=generator, requires_grad=True)
+    sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    expected = (sampled.squeeze(-1) * weights).sum(1)
+    got = readout.sample_and_weigh(features, grid, weights)
+    torch.testing.assert_close(got, expected)
+    for a, b in zip(torch.autograd.grad(got.sin().sum(), (features, grid, weights)),
+                    torch.autograd.grad(expected.sin().sum(), (features, grid, weights))):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(readout.sample_and_weigh, (features[:4], grid[:4], weights))
+
+
 def test_architecture_changes_are_checked():
     changed = _model().replace(channels=4, residual=True)
     assert changed.channels == 4 and changed.residual and changed.blocks == TINY["blocks"]

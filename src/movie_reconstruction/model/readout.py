@@ -82,14 +82,70 @@ class GaussianReadout(nn.Module):
             grid = grid + self.sigma.unsqueeze(0) * torch.randn_like(grid)
         if shift is not None:
             grid = grid + shift.reshape(b * t, 1, 2)
-        sampled = F.grid_sample(
-            features.reshape(b * t, c, h, w),
-            grid.unsqueeze(2).to(features.dtype),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        )  # (B*T, C, N, 1)
-        sampled = sampled.squeeze(-1).reshape(b, t, c, self.n_neurons)
-        # An explicit product and sum: einsum lowers this to many small copies on CPU.
-        drive = (sampled * self.features.t().to(sampled.dtype)).sum(2)  # (B, T, N)
+        drive = sample_and_weigh(
+            features.reshape(b * t, c, h, w), grid.unsqueeze(2), self.features.t()
+        ).reshape(b, t, self.n_neurons)
         return drive.transpose(1, 2) + self.bias.view(1, -1, 1)
+
+
+# frames per chunk on a CPU: the (frames, channels, neurons) intermediates of 16 frames stay
+# in cache (~8 MB for 16 channels and 7,776 neurons), which made the readout's forward and
+# backward 1.9x faster on 2 cores than one pass over 300 frames (4 frames: as fast; 1: slower)
+CPU_CHUNK_FRAMES = 16
+
+
+def sample_and_weigh(features: torch.Tensor, grid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each neuron's drive: the features bilinearly sampled at its read point, weighted by
+    its channel weights and summed.
+
+    ``features (F, C, h, w)`` (frames), ``grid (F, N, 1, 2)`` read points as normalised
+    ``(x, y)``, ``weights (C, N)`` -> ``(F, N)`` in at least float32. Equal to
+    ``(grid_sample(features, grid).squeeze(-1) * weights).sum(1)`` with border padding, but
+    computed frame chunk by frame chunk on a CPU, in both directions, without autograd's
+    full-size intermediates: in a reconstruction step (7,776 neurons, 300 frames, 2 cores)
+    those intermediates and the transposing copy autograd made of them took 60% of the time.
+    """
+    chunk = features.shape[0] if features.is_cuda else CPU_CHUNK_FRAMES
+    dtype = torch.promote_types(features.dtype, torch.float32)  # half precision is summed in float32
+    return _SampleAndWeigh.apply(features.to(dtype), grid.to(dtype), weights.to(dtype), chunk)
+
+
+def _grid_sample(features, grid):
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class _SampleAndWeigh(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, grid, weights, chunk):
+        ctx.save_for_backward(features, grid, weights)
+        ctx.chunk = chunk
+        frames = features.shape[0]
+        drive = features.new_empty(frames, weights.shape[1])
+        for s in range(0, frames, chunk):
+            sampled = _grid_sample(features[s : s + chunk], grid[s : s + chunk]).squeeze(-1)
+            torch.sum(sampled * weights, dim=1, out=drive[s : s + chunk])
+        return drive
+
+    @staticmethod
+    def backward(ctx, grad):
+        features, grid, weights = ctx.saved_tensors
+        need_features, need_grid, need_weights = ctx.needs_input_grad[:3]
+        grad = grad.contiguous()
+        grad_features = torch.zeros_like(features) if need_features else None
+        grad_grid = torch.zeros_like(grid) if need_grid else None
+        grad_weights = torch.zeros_like(weights) if need_weights else None
+        for s in range(0, features.shape[0], ctx.chunk):
+            e = s + ctx.chunk
+            g = grad[s:e].unsqueeze(1)  # (frames, 1, N)
+            if need_features or need_grid:
+                # aten's own backward of grid_sample: modes 0 = bilinear, 1 = border padding
+                gf, gg = torch.ops.aten.grid_sampler_2d_backward(
+                    (g * weights).unsqueeze(-1), features[s:e], grid[s:e], 0, 1, False, [need_features, need_grid]
+                )
+                if need_features:
+                    grad_features[s:e] = gf
+                if need_grid:
+                    grad_grid[s:e] = gg
+            if need_weights:
+                grad_weights += (g * _grid_sample(features[s:e], grid[s:e]).squeeze(-1)).sum(0)
+        return grad_features, grad_grid, grad_weights, None
