@@ -79,7 +79,9 @@ def main(argv=None):
     parser.add_argument("--results", type=Path, default=None,
                         help="a reconstructed results folder: compare its trials with the oracle run the same way")
     parser.add_argument("--no-oracle", action="store_true")
-    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=10, help="how many test trials (the first ones)")
+    parser.add_argument("--trial-ids", default=None,
+                        help="with --results: only these finished trials, comma-separated (e.g. to spread the oracle over runs)")
     parser.add_argument("--frames", type=int, default=None, help="crop trials to this many frames (default: whole)")
     parser.add_argument("--drop-frames", type=int, default=30)
     parser.add_argument("--iterations", type=int, default=None, help="override the default iteration budget")
@@ -181,9 +183,13 @@ def compare_with_results(args, oracle):
     stored["pixel_range"] = tuple(stored["pixel_range"])
     config = ReconstructionConfig(**stored)
     mask = load_mask(results.mask_path)
-    finished = sorted(results.finished_trials().items())[: args.trials]
+    finished = sorted(results.finished_trials().items())
+    if args.trial_ids:
+        wanted = {int(t) for t in args.trial_ids.split(",") if t.strip()}
+        finished = [(t, meta) for t, meta in finished if t in wanted]
+    finished = finished[: args.trials]
     if not finished:
-        raise SystemExit(f"{args.results} holds no finished reconstructions")
+        raise SystemExit(f"{args.results} holds no finished reconstructions of the chosen trials")
     recording = read_sensorium(args.dataset)
     position = {int(t): i for i, t in enumerate(recording.trial_ids)}
     members = finished[0][1]["members"]
