@@ -28,6 +28,7 @@ import hashlib
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -374,12 +375,17 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
     report = TaskReport(where=_describe_client(client))
     token = hashlib.sha256(f"{time.time_ns()}{os.getpid()}".encode()).hexdigest()[:8]
     futures = {}
-    for task in tasks:
-        future = client.submit(
-            task.function, *task.args, **task.kwargs, key=f"movie-recon-{stage}-{task.key}-{token}".replace(" ", "_"),
-            retries=retries, pure=False,
-        )
-        futures[future] = task
+    with warnings.catch_warnings():
+        # Each task carries its checkpoint and trial (a few MB); Dask's "large graph" advice is
+        # for arrays it could load itself, and scattering them instead loses the inputs of
+        # tasks whose worker is killed.
+        warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+        for task in tasks:
+            future = client.submit(
+                task.function, *task.args, **task.kwargs,
+                key=f"movie-recon-{stage}-{task.key}-{token}".replace(" ", "_"), retries=retries, pure=False,
+            )
+            futures[future] = task
     yield Progress(stage, 0, len(tasks), f"{len(tasks)} task(s) submitted to {report.where}")
     done = 0
     try:
