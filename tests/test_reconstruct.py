@@ -155,9 +155,12 @@ def test_cancellation_stops_work_and_restores_model(toy):
     hook = model.register_forward_hook(lambda *args: calls.__setitem__("n", calls["n"] + 1))
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen_before = [name for name, p in model.named_parameters() if not p.requires_grad]
     try:
         job = reconstruct(model, trials, dataclasses.replace(FAST, iterations=500, early_stopping=False), mask=mask)
         events = [next(job) for _ in range(3)]
+        # parameters are frozen while pixels are optimised (only the pixel gradient is computed)
+        assert not any(p.requires_grad for p in model.parameters())
         job.close()
         assert all(isinstance(e, Progress) and e.stage == "reconstruction" for e in events)
         assert events[0].preview is not None and events[0].preview.shape == (len(trials), T, H, W)
@@ -168,6 +171,8 @@ def test_cancellation_stops_work_and_restores_model(toy):
     finally:
         hook.remove()
     assert model.training  # state restored
+    assert [name for name, p in model.named_parameters() if not p.requires_grad] == frozen_before
+    assert any(p.requires_grad for p in model.parameters())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     model.eval()

@@ -171,7 +171,7 @@ def learn_mask(model, trials, config: MaskConfig | None = None, *, device=None) 
     import torch
 
     from ..device import pick_device
-    from .optimiser import as_trial_list, behavior_for, poisson_nll
+    from .optimiser import as_trial_list, behavior_for, models_prepared, poisson_nll
 
     config = config or MaskConfig()
     trials = as_trial_list(trials)
@@ -180,11 +180,7 @@ def learn_mask(model, trials, config: MaskConfig | None = None, *, device=None) 
     device = pick_device(device)
     frame_shape = tuple(model.frame_shape)
     rng = np.random.default_rng(config.seed)
-    was_training = model.training
-    original_device = next(model.parameters(), torch.empty(0)).device
-    model.eval()
-    model.to(device)
-    try:
+    with models_prepared([model], device):
         opacity = torch.ones(frame_shape, device=device, requires_grad=True)
         optimiser = torch.optim.Adam([opacity], lr=config.learning_rate)
         averaged = torch.zeros(frame_shape, device=device)
@@ -227,9 +223,6 @@ def learn_mask(model, trials, config: MaskConfig | None = None, *, device=None) 
                 metrics={"response_loss": float(loss_resp.detach()), "mean_opacity": float(opacity.detach().mean())},
                 preview=opacity.detach().cpu().numpy() if step % 20 == 0 or step == config.steps - 1 else None,
             )
-    finally:
-        model.train(was_training)
-        model.to(original_device)
     from scipy.ndimage import gaussian_filter
 
     result = averaged.cpu().numpy()

@@ -26,6 +26,7 @@ from .optimiser import (
     behavior_for,
     blur_movies,
     check_trials,
+    models_prepared,
     poisson_nll,
     resolve_mask,
 )
@@ -86,12 +87,9 @@ def reconstruct_windowed(models, trials, config: WindowedConfig | None = None, *
     target = torch.from_numpy(np.stack([t.responses for t in trials])).to(device)  # (B, N, T)
     target_windows = target[:, :, frame_index].permute(0, 2, 1, 3).reshape(b * n_windows, -1, window)
     start_time = time.perf_counter()
-    states = [(m, m.training, next(m.parameters(), torch.empty(0)).device) for m in models]
     member_movies, member_losses = [], []
-    try:
+    with models_prepared(models, device):
         for m_index, model in enumerate(models):
-            model.eval()
-            model.to(device)
             beh = torch.from_numpy(np.stack([behavior_for(model, t) for t in trials])).to(device)  # (B, C, T)
             beh_windows = beh[:, :, frame_index].permute(0, 2, 1, 3).reshape(b * n_windows, -1, window)
             pixels = torch.full((b, n_frames, *frame_shape), float(config.start_grey), device=device)
@@ -129,10 +127,6 @@ def reconstruct_windowed(models, trials, config: WindowedConfig | None = None, *
                 )
             member_movies.append(pixels.detach().cpu().numpy())
             member_losses.append(losses)
-    finally:
-        for model, was_training, original_device in states:
-            model.train(was_training)
-            model.to(original_device)
     member_movies = np.stack(member_movies).astype(np.float32)
     movies = np.clip(blur_movies(member_movies.mean(0), config.blur_sigma), lo, hi).astype(np.float32)
     history = np.array(member_losses)
