@@ -75,9 +75,9 @@ def main(argv=None):
         for trial_id, curve in zip(data["trials"], data["curves"]):
             steps, values = np.array(curve).T
             ax.plot(steps, values, label=f"validation trial {trial_id}")
-        iterations = [len(t.info.get("iterations", [])) and np.mean(t.info["iterations"]) for t in results.trials]
-        if any(iterations):
-            ax.axvspan(min(i for i in iterations if i), max(iterations), color="0.85", label="where the test runs stopped")
+        stopped_at = [np.mean(t.info["iterations"]) for t in results.trials if t.info.get("iterations")]
+        if stopped_at:
+            ax.axvspan(min(stopped_at), max(stopped_at), color="0.85", label="where the test runs stopped")
         ax.set_xlabel("optimisation step (one member, no early stopping)", fontsize=8)
         ax.set_ylabel("masked r", fontsize=8)
         ax.tick_params(labelsize=7)

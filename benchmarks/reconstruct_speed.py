@@ -61,7 +61,14 @@ def build_models(args, recording):
     return models, False
 
 
-def windowed_until(models, trials, mask, target, args, reconstruct_windowed, WindowedConfig, masked_correlation):
+def mean_correlation(movies, trials, mask, drop_frames) -> float:
+    """Masked correlation of each movie with its trial's stimulus, averaged over trials."""
+    from movie_reconstruction.reconstruct.metrics import masked_correlation
+
+    return float(np.mean([masked_correlation(m, t.video, mask, drop_frames=drop_frames) for m, t in zip(movies, trials)]))
+
+
+def windowed_until(models, trials, mask, target, args):
     """Run the windowed loop until its ensemble movie, blurred as at the end, reaches ``target``.
 
     Returns (iterations, optimisation seconds without the checks, correlation). Members run
@@ -69,6 +76,7 @@ def windowed_until(models, trials, mask, target, args, reconstruct_windowed, Win
     the end; use one model.
     """
     from movie_reconstruction.reconstruct.optimiser import blur_movies
+    from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed
 
     if len(models) != 1:
         raise SystemExit("--match-quality compares one model; give one checkpoint")
@@ -79,13 +87,11 @@ def windowed_until(models, trials, mask, target, args, reconstruct_windowed, Win
     start = time.perf_counter()
     for event in job:
         step = event.step
-        if event.preview is None and step < config.iterations:
+        if event.preview is None:
             continue
         check_start = time.perf_counter()
-        movies = np.clip(blur_movies(event.preview, config.blur_sigma), *config.pixel_range) if event.preview is not None else None
-        if movies is not None:
-            r = float(np.mean([masked_correlation(m, t.video, mask, drop_frames=args.drop_frames)
-                               for m, t in zip(movies, trials)]))
+        movies = np.clip(blur_movies(event.preview, config.blur_sigma), *config.pixel_range)
+        r = mean_correlation(movies, trials, mask, args.drop_frames)
         checking += time.perf_counter() - check_start
         if r >= target:
             job.close()
@@ -100,7 +106,6 @@ def main(argv=None):
     from movie_reconstruction.progress import run
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
     from movie_reconstruction.reconstruct.mask import load_mask, mask_for_model
-    from movie_reconstruction.reconstruct.metrics import masked_correlation
     from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts
 
     twin_dir, dataset = default_paths()
@@ -160,8 +165,7 @@ def main(argv=None):
     def corr(result):
         if not meaningful or extrapolated and result is windowed:
             return "n/a"
-        values = [masked_correlation(m, t.video, mask, drop_frames=args.drop_frames) for m, t in zip(result.movies, trials)]
-        return f"{np.mean(values):.3f}"
+        return f"{mean_correlation(result.movies, trials, mask, args.drop_frames):.3f}"
 
     n_windows = len(window_starts(trials[0].n_frames, 32, 8))
     lines = [
@@ -181,10 +185,8 @@ def main(argv=None):
     if args.match_quality:
         if not meaningful:
             raise SystemExit("--match-quality needs trained models (--model checkpoints or oracle)")
-        target = float(corr(ours))
-        reached = windowed_until(models, trials, mask, target, args, reconstruct_windowed, WindowedConfig,
-                                 masked_correlation)
-        iterations_needed, seconds, r = reached
+        target = mean_correlation(ours.movies, trials, mask, args.drop_frames)
+        iterations_needed, seconds, r = windowed_until(models, trials, mask, target, args)
         verdict = (f"reached r {r:.3f} after {iterations_needed} iterations" if r >= target
                    else f"did not reach it in {iterations_needed} iterations (r {r:.3f})")
         lines += [

@@ -54,6 +54,7 @@ def main(argv=None):
     import torch
 
     from movie_reconstruction.model import load_encoder
+    from movie_reconstruction.progress import run
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
     from movie_reconstruction.reconstruct.mask import load_mask
     from movie_reconstruction.reconstruct.metrics import masked_correlation
@@ -80,16 +81,13 @@ def main(argv=None):
     for trial_id in validation:
         trial = recording.trial(trial_id)
         curve = []
-        job = reconstruct(model, [trial], config, mask=mask, device=args.device)
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                result = stop.value
-                break
+
+        def score(event, trial=trial, curve=curve):
             if event.preview is not None:
                 movie = blur_movies(event.preview, defaults.blur_sigma)[0]
                 curve.append((event.step, masked_correlation(movie, trial.video, mask.alpha)))
+
+        result = run(reconstruct(model, [trial], config, mask=mask, device=args.device), score)
         curves.append(curve)
         losses.append(result.member_loss_history[0].tolist())
         best = max(curve, key=lambda c: c[1])

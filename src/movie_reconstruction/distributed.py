@@ -377,8 +377,8 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
     futures = {}
     with warnings.catch_warnings():
         # Each task carries its checkpoint and trial (a few MB); Dask's "large graph" advice is
-        # for arrays it could load itself, and scattering them instead loses the inputs of
-        # tasks whose worker is killed.
+        # for arrays it could load itself. Scattering them instead made the killed-worker test's
+        # tasks come back cancelled.
         warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
         for task in tasks:
             future = client.submit(

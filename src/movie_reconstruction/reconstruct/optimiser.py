@@ -58,7 +58,7 @@ class ReconstructionConfig:
     pixel_range: tuple[float, float] = (0.0, 255.0)
     early_stopping: bool = True
     # Chosen on the twin's validation trials (docs/reconstruction_benchmark.md): the masked
-    # correlation peaks after 40 to 60 steps and then falls slowly as the pixels fit response
+    # correlation peaks after about 40 to 60 steps and then falls slowly as the pixels fit response
     # noise, so stopping at the loss's knee is both faster and no worse.
     patience: int = 10  # steps without enough improvement before stopping
     min_improvement: float = 0.01  # fraction of the total improvement so far that counts as progress
