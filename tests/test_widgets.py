@@ -109,11 +109,12 @@ def _warm_up_gl(qapp) -> bool:
 
 
 @pytest.fixture
-def viewer(make_napari_viewer, qapp):
+def viewer(request, qapp):
     _require_gl()
     if not _warm_up_gl(qapp):
         pytest.fail("OpenGL is not usable on this display (napari cannot draw layers)")
-    return make_napari_viewer()
+    # asked for only now: napari's fixture errors in its teardown when a test stops (skips) in setup
+    return request.getfixturevalue("make_napari_viewer")()
 
 
 def open_widget(viewer, name):
