@@ -123,6 +123,111 @@ def test_chunked_readout_equals_grid_sample_in_value_and_gradients(monkeypatch, 
     assert torch.autograd.gradcheck(readout.sample_and_weigh, (features[:4], grid[:4], weights))
 
 
+def test_sampling_matrices_equal_grid_sample_on_edges_and_beyond():
+    import torch.nn.functional as F
+
+    from movie_reconstruction.model.readout import _sampling_matrices
+
+    generator = torch.Generator().manual_seed(0)
+    frames, channels, h, w = 7, 3, 5, 6
+    edges = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [1.3, 0.1], [0.2, -1.4], [2.0, 2.0]])
+    grid = torch.cat([edges.expand(frames, -1, -1), torch.rand(frames, 9, 2, generator=generator) * 2.6 - 1.3], 1)
+    features = torch.randn(frames, channels, h, w, generator=generator)
+    expected = F.grid_sample(features, grid[:, :, None], mode="bilinear", padding_mode="border", align_corners=False)
+    expected = expected[..., 0].permute(0, 2, 1)  # (frames, points, channels)
+    rows = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    got, start = [], 0
+    for forward, transposed in _sampling_matrices(grid, h, w, chunk=3):  # 3 does not divide 7 frames
+        for matrix in (forward, transposed):
+            columns = matrix.col_indices()
+            assert 0 <= int(columns.min()) and int(columns.max()) < matrix.shape[1]
+        torch.testing.assert_close(transposed.to_dense(), forward.to_dense().t())
+        got.append(forward @ rows[start : start + forward.shape[1]])
+        start += forward.shape[1]
+    torch.testing.assert_close(torch.cat(got).reshape(frames, -1, channels), expected)
+
+
+def _frozen_encoder_with_moving_read_points(architecture):
+    from movie_reconstruction.model import Encoder, Normalization
+
+    recording = simulated_recording(n_trials=3)
+    torch.manual_seed(1)
+    encoder = Encoder(
+        recording.n_neurons, recording.frame_shape, recording.behavior_channels, architecture,
+        Normalization(128.0, 50.0, (20.0, 5.0, 0.0, 0.0), (1.0, 3.0, 1.0, 1.0)),
+        neuron_positions=recording.neurons.positions,
+    ).eval()
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        encoder.shifter.net[2].weight.normal_(0, 0.5)  # a pupil shift that differs frame by frame
+        encoder.readout.mu_offset[:4] = torch.tensor([[1.5, 0.0], [-1.5, 0.3], [0.2, 1.5], [1.5, -1.5]])  # edges
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
+@pytest.mark.parametrize(
+    "architecture", [TINY, dict(TINY, block_type="separable", residual=True, block_temporal_kernel=3, blocks=2)]
+)
+@pytest.mark.parametrize("sparse_frames", [42, 16, 0])  # all, one chunk, none (grid_sample at fixed points)
+def test_prepared_forward_equals_the_encoder_in_rates_and_pixel_gradients(monkeypatch, architecture, sparse_frames):
+    from movie_reconstruction.model import EncoderConfig, readout
+
+    encoder = _frozen_encoder_with_moving_read_points(EncoderConfig(**architecture))
+    if sparse_frames < 42:  # memory for sampling matrices of this many frames only
+        budget = readout.BYTES_PER_NEURON_FRAME * encoder.n_neurons * sparse_frames
+        monkeypatch.setattr(readout, "SAMPLING_MATRIX_BUDGET_BYTES", budget)
+    generator = torch.Generator().manual_seed(0)
+    start = 128 + 30 * torch.randn(2, 21, 18, 32, generator=generator)
+    behavior = torch.randn(2, 4, 21, generator=generator) + torch.tensor([20.0, 5.0, 0.0, 0.0]).view(1, 4, 1)
+    changing = torch.zeros(18, 32, dtype=torch.bool)
+    changing[6:13, 10:21] = True
+    changing[8, 10] = False  # the region need not be a rectangle
+    for region in (changing, None):
+        prepared = encoder.prepare(start, behavior, region)
+        assert (prepared.surround is not None) == (region is not None)
+        assert prepared.read_points.sparse_frames == sparse_frames
+        if region is not None:
+            assert prepared.surround.cost_fraction < 0.6
+        video = start.clone()
+        video[:, :, changing] += 40 * torch.randn(2, 21, int(changing.sum()), generator=generator)
+        video.requires_grad_(True)
+        expected = encoder(video, behavior)
+        got = prepared(video)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        weights = torch.rand(expected.shape, generator=generator)
+        (want,) = torch.autograd.grad((expected * weights).sum(), video)
+        (have,) = torch.autograd.grad((got * weights).sum(), video)
+        torch.testing.assert_close(have[:, :, changing], want[:, :, changing], rtol=1e-4, atol=1e-7)
+        if region is None:
+            torch.testing.assert_close(have, want, rtol=1e-4, atol=1e-7)
+
+
+def test_prepared_forward_refuses_what_it_was_not_prepared_for():
+    from movie_reconstruction.model import EncoderConfig
+
+    encoder = _frozen_encoder_with_moving_read_points(EncoderConfig(**TINY))
+    start = torch.full((1, 12, 18, 32), 128.0)
+    behavior = torch.zeros(1, 4, 12)
+    changing = torch.zeros(18, 32, dtype=torch.bool)
+    changing[5:9, 8:14] = True
+    prepared = encoder.prepare(start, behavior, changing)
+    moved_outside = start.clone()
+    moved_outside[0, 3, 0, 0] = 200.0
+    with pytest.raises(ValueError, match="outside the changing region"):
+        prepared(moved_outside)
+    with pytest.raises(InputError, match="prepared for movies of"):
+        prepared(start[:, :6])
+    encoder.readout.features.requires_grad_(True)
+    with pytest.raises(ValueError, match="frozen"):
+        encoder.prepare(start, behavior, changing)
+    encoder.readout.features.requires_grad_(False)
+    encoder.train()
+    with pytest.raises(ValueError, match="evaluation mode"):
+        encoder.prepare(start, behavior, changing)
+
+
 def test_architecture_changes_are_checked():
     changed = _model().replace(channels=4, residual=True)
     assert changed.channels == 4 and changed.residual and changed.blocks == TINY["blocks"]

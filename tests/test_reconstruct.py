@@ -149,6 +149,29 @@ def test_deterministic_for_a_seed(toy):
     assert not np.array_equal(a.movies, c.movies)
 
 
+def test_reusing_fixed_parts_changes_nothing_but_the_work(toy, monkeypatch):
+    from movie_reconstruction.model import Encoder, EncoderConfig
+
+    _, trials, _ = toy
+    torch.manual_seed(0)
+    architecture = EncoderConfig(channels=8, blocks=1, stem_kernel=5, block_kernel=3, temporal_kernel=5)
+    encoders = [Encoder(N_NEURONS, (H, W), ("running",), architecture).eval() for _ in range(2)]
+    alpha = np.zeros((H, W), np.float32)
+    alpha[4:8, 5:10] = 1.0  # small enough that the core's fixed surround pays
+    prepared = []
+    original = Encoder.prepare
+    monkeypatch.setattr(Encoder, "prepare", lambda self, *a: prepared.append(original(self, *a)) or prepared[-1])
+    config = dataclasses.replace(FAST, iterations=8, early_stopping=False, start_noise=5.0, batch_size=2)
+    reused = run(reconstruct(encoders, trials[:3], config, mask=alpha))
+    assert len(prepared) == 4  # two members, two batches
+    assert all(p.surround is not None and p.read_points.sparse_frames == p.read_points.grid.shape[0] for p in prepared)
+    recomputed = run(reconstruct(encoders, trials[:3], dataclasses.replace(config, reuse_fixed_parts=False), mask=alpha))
+    assert len(prepared) == 4
+    np.testing.assert_allclose(reused.member_movies, recomputed.member_movies, atol=0.05)
+    np.testing.assert_allclose(reused.loss_history, recomputed.loss_history, rtol=1e-5)
+    assert reused.loss_history[-1] < reused.loss_history[0]  # the pixels did move
+
+
 def test_cancellation_stops_work_and_restores_model(toy):
     model, trials, mask = toy
     calls = {"n": 0}

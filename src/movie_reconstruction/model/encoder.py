@@ -20,8 +20,8 @@ from torch import nn
 
 from ..errors import InputError
 from .config import EncoderConfig, Normalization
-from .core import Core, core_macs_per_frame
-from .readout import GaussianReadout, Shifter
+from .core import WORTHWHILE_COST_FRACTION, Core, FixedSurround, core_macs_per_frame, fixed_surround_cost
+from .readout import FixedReadPoints, GaussianReadout, Shifter
 
 PUPIL_POSITION = ("pupil_x", "pupil_y")
 SCHEMA_VERSION = 1
@@ -111,6 +111,21 @@ class Encoder(nn.Module):
         """Rates ``(B, neurons, T - first_frame)``. The core sees every frame; only frames from
         ``first_frame`` on are read out, so training skips the readout of its burn-in frames (the
         readout is about a third of the cost of a training step on a CPU)."""
+        self._check_inputs(video, behavior)
+        if not 0 <= first_frame < video.shape[1]:
+            raise ValueError(f"first_frame must be in [0, {video.shape[1]}), got {first_frame}")
+        features = self.core(self._normalised_video(video))[:, first_frame:]
+        z = self._normalised_behavior(behavior)[:, :, first_frame:]
+        drive = self.readout(features, self._shift(z)).float()
+        return self._rates(drive, self._gain(z))
+
+    def prepare(self, video: torch.Tensor, behavior: torch.Tensor, changing=None) -> PreparedForward:
+        """This encoder's forward pass for one fixed ``behavior``, with what stays fixed computed
+        once: see :class:`PreparedForward`. ``changing`` (boolean ``(H, W)``) names the pixels
+        in which later movies may differ from ``video``; None: anywhere."""
+        return PreparedForward(self, video, behavior, changing)
+
+    def _check_inputs(self, video: torch.Tensor, behavior: torch.Tensor) -> None:
         if video.ndim != 4 or tuple(video.shape[2:]) != self.frame_shape:
             raise InputError(
                 f"video must be (batch, frames, {self.frame_shape[0]}, {self.frame_shape[1]}), got {tuple(video.shape)}"
@@ -121,22 +136,27 @@ class Encoder(nn.Module):
                 f"behaviour must be (batch, {len(self.behavior_channels)} channels {list(self.behavior_channels)}, "
                 f"{t} frames), got {tuple(behavior.shape)}"
             )
-        x = (video - self.video_mean) / self.video_std
-        z = (behavior - self.behavior_mean.view(1, -1, 1)) / self.behavior_std.view(1, -1, 1)
-        if not 0 <= first_frame < t:
-            raise ValueError(f"first_frame must be in [0, {t}), got {first_frame}")
-        features = self.core(x)[:, first_frame:]
-        z = z[:, :, first_frame:]
-        shift = self.shifter(z[:, self.shift_index]) if self.shifter is not None else None
-        drive = self.readout(features, shift).float()
-        if self.architecture.output == "elu1":
-            rates = F.elu(drive) + 1.0
-        else:
-            rates = F.softplus(drive)
-        if self.gain_net is not None:
-            hidden = self.gain_net(z[:, self.gain_index].transpose(1, 2).float())  # (B, T, hidden)
-            rates = rates * torch.exp(torch.einsum("bth,nh->bnt", hidden, self.gain_weights))
-        return rates
+
+    def _normalised_video(self, video: torch.Tensor) -> torch.Tensor:
+        return (video - self.video_mean) / self.video_std
+
+    def _normalised_behavior(self, behavior: torch.Tensor) -> torch.Tensor:
+        return (behavior - self.behavior_mean.view(1, -1, 1)) / self.behavior_std.view(1, -1, 1)
+
+    def _shift(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The pupil-position shift of all read points, ``(B, T, 2)``, or None without a shifter."""
+        return self.shifter(z[:, self.shift_index]) if self.shifter is not None else None
+
+    def _gain(self, z: torch.Tensor) -> torch.Tensor | None:
+        """Each neuron's behavioural gain ``(B, neurons, T)``, or None without a gain network."""
+        if self.gain_net is None:
+            return None
+        hidden = self.gain_net(z[:, self.gain_index].transpose(1, 2).float())  # (B, T, hidden)
+        return torch.exp(torch.einsum("bth,nh->bnt", hidden, self.gain_weights))
+
+    def _rates(self, drive: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
+        rates = F.elu(drive) + 1.0 if self.architecture.output == "elu1" else F.softplus(drive)
+        return rates if gain is None else rates * gain
 
     # ------------------------------------------------------------------ helpers
     def init_bias_from_mean(self, mean_response: np.ndarray) -> None:
@@ -196,3 +216,47 @@ def encoder_from_config(config: dict, *, neuron_ids=None, neuron_positions=None)
         neuron_positions=positions,
         neuron_ids=neuron_ids,
     )
+
+
+class PreparedForward:
+    """An encoder's forward pass for pixel optimisation: one fixed behaviour, and movies that
+    differ from a reference movie only inside a region of pixels.
+
+    Reconstruction calls the encoder on the same trial hundreds of times with the same
+    recorded behaviour, changing only the pixels under its update mask. Everything else is
+    computed once here: the behavioural gain, the read points (receptive-field centres plus
+    each frame's pupil shift) as the readout's sampling matrices (:class:`~.readout.FixedReadPoints`),
+    and, where ``changing`` leaves part of the frame alone, the core's features there
+    (:class:`~.core.FixedSurround`). ``prepared(video)`` then equals ``encoder(video, behavior)``
+    up to float rounding, and so does its gradient with respect to the pixels inside
+    ``changing`` (outside them the gradient is not computed in full and is meaningless).
+
+    The encoder must be in evaluation mode with its parameters frozen (as
+    :func:`movie_reconstruction.reconstruct.optimiser.models_prepared` leaves it), and stay so.
+    """
+
+    def __init__(self, encoder: Encoder, video: torch.Tensor, behavior: torch.Tensor, changing=None):
+        encoder._check_inputs(video, behavior)
+        if encoder.training or any(p.requires_grad for p in encoder.parameters()):
+            raise ValueError("prepare an encoder in evaluation mode with frozen parameters")
+        self.encoder = encoder
+        self.shape = tuple(video.shape)
+        with torch.no_grad():
+            reference = encoder._normalised_video(video.detach())
+            z = encoder._normalised_behavior(behavior)
+            self.gain = encoder._gain(z)
+            self.surround = None
+            if changing is not None and fixed_surround_cost(encoder.core, changing) < WORTHWHILE_COST_FRACTION:
+                self.surround = FixedSurround(encoder.core, reference, changing)
+            features_shape = (
+                self.surround.output.shape[-2:] if self.surround is not None else encoder.core(reference[:1, :1]).shape[-2:]
+            )
+            self.read_points = FixedReadPoints(encoder.readout, encoder._shift(z), video.shape[:2], tuple(features_shape))
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        """Rates ``(B, neurons, T)`` for a movie ``(B, T, H, W)`` in 0..255."""
+        if tuple(video.shape) != self.shape:
+            raise InputError(f"this forward pass was prepared for movies of {self.shape}, got {tuple(video.shape)}")
+        x = self.encoder._normalised_video(video)
+        features = self.surround(x) if self.surround is not None else self.encoder.core(x)
+        return self.encoder._rates(self.read_points(features).float(), self.gain)

@@ -14,6 +14,9 @@ few data suffice to place thousands of receptive fields.
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,15 +80,21 @@ class GaussianReadout(nn.Module):
     def forward(self, features: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
         """``features (B, T, C, h, w)`` and optional ``shift (B, T, 2)`` -> ``(B, neurons, T)`` drive."""
         b, t, c, h, w = features.shape
-        grid = self.mu().unsqueeze(0).expand(b * t, -1, -1)
+        drive = sample_and_weigh(features.reshape(b * t, c, h, w), self.read_points(b, t, shift), self.features.t())
+        return self.arrange(drive, b, t)
+
+    def read_points(self, batch: int, frames: int, shift: torch.Tensor | None) -> torch.Tensor:
+        """Each frame's read points ``(batch * frames, neurons, 1, 2)`` (jittered while training)."""
+        grid = self.mu().unsqueeze(0).expand(batch * frames, -1, -1)
         if self.training:
             grid = grid + self.sigma.unsqueeze(0) * torch.randn_like(grid)
         if shift is not None:
-            grid = grid + shift.reshape(b * t, 1, 2)
-        drive = sample_and_weigh(
-            features.reshape(b * t, c, h, w), grid.unsqueeze(2), self.features.t()
-        ).reshape(b, t, self.n_neurons)
-        return drive.transpose(1, 2) + self.bias.view(1, -1, 1)
+            grid = grid + shift.reshape(batch * frames, 1, 2)
+        return grid.unsqueeze(2)
+
+    def arrange(self, drive: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+        """Sampled drive ``(batch * frames, neurons)`` -> ``(batch, neurons, frames)`` with the bias."""
+        return drive.reshape(batch, frames, self.n_neurons).transpose(1, 2) + self.bias.view(1, -1, 1)
 
 
 # frames per chunk on a CPU: the (frames, channels, neurons) intermediates of 16 frames stay
@@ -149,3 +158,139 @@ class _SampleAndWeigh(torch.autograd.Function):
             if need_weights:
                 grad_weights += (g * _grid_sample(features[s:e], grid[s:e]).squeeze(-1)).sum(0)
         return grad_features, grad_grid, grad_weights, None
+
+
+# Sampling matrices take 64 bytes per neuron and frame (4 read weights and their column
+# indices, and the same transposed); frames beyond this budget keep grid_sample.
+SAMPLING_MATRIX_BUDGET_BYTES = 1 << 30
+BYTES_PER_NEURON_FRAME = 64
+
+
+class FixedReadPoints:
+    """The readout for read points that stay where they are from call to call.
+
+    In evaluation mode with a fixed behaviour (pixel optimisation), each frame's read points
+    (receptive-field centres plus that frame's pupil shift) never move, so bilinear sampling
+    is a fixed sparse matrix with four weights per neuron and frame. On a CPU this builds
+    those matrices, and their transposes for the backward pass, once (frame chunk by frame
+    chunk), and multiplies by them: for 7,776 neurons the readout's forward and backward
+    then take about half of grid_sample's time (docs/reconstruction_benchmark.md). The result
+    equals the readout's (border padding, ``align_corners=False``) up to float rounding.
+    Frames beyond :data:`SAMPLING_MATRIX_BUDGET_BYTES`, and every frame on other devices, keep
+    grid_sample at the fixed read points. The readout's parameters must be frozen.
+
+    ``features`` given to a call are ``(B, T, C, h, w)`` with ``(B, T) = movie_shape`` and
+    ``(h, w) = features_shape``; the result is the drive ``(B, neurons, T)``, bias included.
+    """
+
+    def __init__(self, readout: GaussianReadout, shift, movie_shape: tuple[int, int], features_shape: tuple[int, int]):
+        if readout.training or any(p.requires_grad for p in readout.parameters()):
+            raise ValueError("fixed read points need the readout in evaluation mode with frozen parameters")
+        self.readout = readout
+        self.movie_shape = tuple(int(n) for n in movie_shape)
+        self.features_shape = tuple(int(n) for n in features_shape)
+        batch, frames = self.movie_shape
+        h, w = self.features_shape
+        with torch.no_grad():
+            self.grid = readout.read_points(batch, frames, shift)
+            self.weights = readout.features.t().float()
+            self.weights_by_neuron = self.weights.t().contiguous()  # (N, C): rows of a (frames, N, C) product
+            affordable = SAMPLING_MATRIX_BUDGET_BYTES // (BYTES_PER_NEURON_FRAME * readout.n_neurons)
+            sparse = self.grid.device.type == "cpu" and min(h, w) >= 2
+            # whole chunks only, so that a chunk's matrices never straddle the two paths
+            self.sparse_frames = min(batch * frames, affordable // CPU_CHUNK_FRAMES * CPU_CHUNK_FRAMES) if sparse else 0
+            self.matrices = (
+                _sampling_matrices(self.grid[: self.sparse_frames, :, 0].float(), h, w, CPU_CHUNK_FRAMES)
+                if self.sparse_frames
+                else []
+            )
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = features.shape
+        if (b, t) != self.movie_shape or (h, w) != self.features_shape:
+            raise ValueError(
+                f"read points fixed for {self.movie_shape} frames of {self.features_shape} features, "
+                f"got {(b, t)} of {(h, w)}"
+            )
+        frames = features.reshape(b * t, c, h, w)
+        split = self.sparse_frames
+        parts = []
+        if split:
+            # channels last: each sampled location is one contiguous row of C features
+            rows = frames[:split].float().permute(0, 2, 3, 1).reshape(split * h * w, c)
+            parts.append(_SparseSampleAndWeigh.apply(rows, self.weights_by_neuron, self.matrices, h * w))
+        if split < b * t:
+            parts.append(sample_and_weigh(frames[split:], self.grid[split:], self.weights))
+        return self.readout.arrange(torch.cat(parts) if len(parts) > 1 else parts[0], b, t)
+
+
+def _sampling_matrices(grid: torch.Tensor, h: int, w: int, chunk: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Bilinear sampling at ``grid`` (frames, N, 2) as sparse CSR matrices, one pair per chunk of
+    frames: (frames * N, frames * h * w) and its transpose, int32-indexed, columns ascending."""
+    import scipy.sparse
+
+    frames, n = grid.shape[:2]
+    # grid_sample's unnormalisation for align_corners=False, then border padding's clamp
+    x = (((grid[..., 0] + 1) * w - 1) / 2).clamp(0, w - 1)
+    y = (((grid[..., 1] + 1) * h - 1) / 2).clamp(0, h - 1)
+    # the lower corner stops one cell short of the edge, so the upper one is always inside;
+    # a point on the last row or column then puts all its weight on the upper corner
+    x0, y0 = x.floor().clamp(max=w - 2), y.floor().clamp(max=h - 2)
+    fx, fy = x - x0, y - y0
+    frame_in_chunk = (torch.arange(frames) % chunk).view(-1, 1)
+    base = (y0 * w + x0).to(torch.int32) + (frame_in_chunk * (h * w)).to(torch.int32)
+    corners = torch.tensor([0, 1, w, w + 1], dtype=torch.int32)
+    columns = (base.unsqueeze(-1) + corners).reshape(frames, -1).numpy()  # ascending within each row
+    weights = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], -1).reshape(frames, -1).numpy()
+    matrices = []
+    for s in range(0, frames, chunk):
+        e = min(s + chunk, frames)
+        rows, cells = (e - s) * n, (e - s) * h * w
+        row_starts = np.arange(0, 4 * rows + 1, 4, dtype=np.int32)
+        forward = scipy.sparse.csr_matrix((weights[s:e].ravel(), columns[s:e].ravel(), row_starts), shape=(rows, cells))
+        transposed = forward.tocsc()  # a counting sort: the transpose's rows, in ascending column order
+        matrices.append((_csr(forward, (rows, cells)), _csr(transposed, (cells, rows))))
+    return matrices
+
+
+def _csr(matrix, size) -> torch.Tensor:
+    """A scipy CSR (or CSC, read as its transpose's CSR) matrix as a torch CSR tensor."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        # built to be valid above, so torch's invariant check would only repeat the work
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int32)),
+            torch.from_numpy(matrix.indices.astype(np.int32)),
+            torch.from_numpy(matrix.data),
+            size=size,
+            check_invariants=False,
+        )
+
+
+class _SparseSampleAndWeigh(torch.autograd.Function):
+    """``rows (frames * h * w, C)`` -> drive ``(frames, N)``; the gradient flows to the rows only."""
+
+    @staticmethod
+    def forward(ctx, rows, weights_by_neuron, matrices, cells_per_frame):
+        ctx.save_for_backward(weights_by_neuron)
+        ctx.matrices = matrices
+        n, c = weights_by_neuron.shape
+        drives, start = [], 0
+        for forward, _ in matrices:
+            frames = forward.shape[0] // n
+            sampled = forward @ rows[start : start + frames * cells_per_frame]  # (frames * N, C)
+            drives.append((sampled.view(frames, n, c) * weights_by_neuron).sum(-1))
+            start += frames * cells_per_frame
+        return torch.cat(drives)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights_by_neuron,) = ctx.saved_tensors
+        n, c = weights_by_neuron.shape
+        grads, start = [], 0
+        for _, transposed in ctx.matrices:
+            frames = transposed.shape[1] // n
+            spread = grad[start : start + frames].unsqueeze(-1) * weights_by_neuron  # (frames, N, C)
+            grads.append(transposed @ spread.reshape(frames * n, c))
+            start += frames
+        return torch.cat(grads), None, None, None

@@ -64,6 +64,9 @@ class ReconstructionConfig:
     min_improvement: float = 0.01  # fraction of the total improvement so far that counts as progress
     min_iterations: int = 30
     batch_size: int = 10  # trials optimised together
+    # Compute once what the fixed behaviour and the update mask leave unchanged (models that
+    # offer ``prepare``, as our Encoder does): exact, so off only to measure what it saves.
+    reuse_fixed_parts: bool = True
     preview_every: int = 10  # steps between preview frames (0 = only the final one)
     seed: int = 0
 
@@ -455,6 +458,12 @@ def reconstruct(
                 optimisers = [
                     torch.optim.SGD([p], lr=config.learning_rate, momentum=config.momentum) for p in pixels
                 ]
+            changing = update[0, 0] > 0
+            forwards = [
+                _forward_for(model, pixels[m if config.ensemble == "average_movies" else 0], behaviors[m], changing,
+                             config.reuse_fixed_parts, device, autocast)
+                for m, model in enumerate(models)
+            ]
             stopper = _PlateauStopper(config.patience, config.min_improvement, config.min_iterations)
             losses = [[] for _ in range(n_members)]
             stopped_early = False
@@ -462,15 +471,15 @@ def reconstruct(
             for step in range(config.iterations):
                 step_losses = []
                 if config.ensemble == "average_movies":
-                    for m, model in enumerate(models):
-                        loss, grad = _loss_and_gradient(model, pixels[m], behaviors[m], target, neurons, device, autocast)
+                    for m, forward in enumerate(forwards):
+                        loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, device, autocast)
                         pixels[m].grad = normalise_gradient(grad, update, config.gradient_clip)
                         losses[m].append(loss)
                         step_losses.append(loss)
                 else:
                     total = torch.zeros_like(pixels[0])
-                    for m, model in enumerate(models):
-                        loss, grad = _loss_and_gradient(model, pixels[0], behaviors[m], target, neurons, device, autocast)
+                    for forward in forwards:
+                        loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, device, autocast)
                         total += normalise_gradient(grad, update, config.gradient_clip)
                         step_losses.append(loss)
                     pixels[0].grad = total / len(models)
@@ -532,11 +541,22 @@ def reconstruct(
     )
 
 
-def _loss_and_gradient(model, pixels, behavior, target, neurons, device, autocast):
+def _forward_for(model, start, behavior, changing, reuse_fixed_parts: bool, device, autocast):
+    """``video -> model(video, behavior)`` for one batch: the model's prepared pass, where it
+    offers one, for movies that differ from ``start`` only in the ``changing`` pixels."""
+    import torch
+
+    if reuse_fixed_parts and hasattr(model, "prepare"):
+        with torch.no_grad(), autocast(device):
+            return model.prepare(start.detach(), behavior, changing)
+    return lambda video: model(video, behavior)
+
+
+def _loss_and_gradient(forward, pixels, target, neurons, device, autocast):
     import torch
 
     with autocast(device):
-        rates = model(pixels, behavior)
+        rates = forward(pixels)
     rates = rates.float()
     if neurons is not None:
         rates = rates[:, torch.as_tensor(neurons, device=rates.device)]
