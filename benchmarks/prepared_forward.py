@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def main(argv=None):
     import torch
 
-    from reconstruct_quality import load_trials
+    from reconstruct_quality import load_trials, publish
     from reconstruct_twin import default_paths
 
     from movie_reconstruction.model import Encoder, EncoderConfig, load_encoder, readout
@@ -133,11 +133,7 @@ def main(argv=None):
             f"{rate_error:.1e} | {grad_error:.1e} |"
         )
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        from movie_reconstruction._atomic import write_text
-
-        write_text(args.markdown, "# Prepared forward pass\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+    publish(text, "Prepared forward pass", args.markdown)
 
 
 if __name__ == "__main__":

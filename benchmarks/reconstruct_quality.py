@@ -57,6 +57,15 @@ def load_trials(dataset: Path, n_trials: int, frames: int | None):
     return recording, trials
 
 
+def publish(text: str, title: str, markdown: Path | None) -> None:
+    """Print a benchmark's tables, and write them with the command line to ``markdown`` if given."""
+    print(text)
+    if markdown:
+        from movie_reconstruction._atomic import write_text
+
+        write_text(markdown, f"# {title}\n\nCommand: `{' '.join(sys.argv)}`\n\n{text}\n")
+
+
 def load_learned(checkpoints, recording):
     from movie_reconstruction.model import load_encoder
 
@@ -159,11 +168,7 @@ def main(argv=None):
         ratio = learned.real / o.real if o.real else float("nan")
         lines += [f"**{learned_name} / oracle = {learned.real:.3f} / {o.real:.3f} = {ratio:.2f}** (target >= 0.85)", ""]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        from movie_reconstruction._atomic import write_text
-
-        write_text(args.markdown, "# Reconstruction benchmark\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+    publish(text, "Reconstruction benchmark", args.markdown)
 
 
 def compare_with_results(args, oracle):
@@ -225,11 +230,7 @@ def compare_with_results(args, oracle):
     if controls:
         lines += [f"Controls of the learned ensemble (trials {controls['trial_ids']}):", "", controls["markdown"], ""]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        from movie_reconstruction._atomic import write_text
-
-        write_text(args.markdown, "# Learned ensemble vs oracle\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+    publish(text, "Learned ensemble vs oracle", args.markdown)
 
 
 if __name__ == "__main__":

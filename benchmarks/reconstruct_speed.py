@@ -3,7 +3,8 @@
 Both loops run on the same encoder(s), the same trial(s), the same mask and (by default)
 the same number of iterations; the table gives wall time, seconds per iteration, masked
 correlation (for models that mean something: the twin oracle or trained checkpoints) and
-the speed ratio.
+the speed ratio. Ours runs twice: as it is, and recomputing every step what it otherwise
+computes once (``reuse_fixed_parts=False``), to show what that saves.
 
 Models (``--model``):
 - ``oracle``: the twin itself (``reconstruct_twin.TwinOracle``), 60 MMAC per frame;
@@ -100,7 +101,7 @@ def windowed_until(models, trials, mask, target, args):
 
 
 def main(argv=None):
-    from reconstruct_quality import load_trials
+    from reconstruct_quality import load_trials, publish
     from reconstruct_twin import TwinOracle, default_paths
 
     from movie_reconstruction.progress import run
@@ -202,11 +203,7 @@ def main(argv=None):
             f"{'' if r >= target else ' (a lower bound)'}.",
         ]
     text = "\n".join(lines)
-    print(text)
-    if args.markdown:
-        from movie_reconstruction._atomic import write_text
-
-        write_text(args.markdown, "# Reconstruction speed\n\n" + f"Command: `{' '.join(sys.argv)}`\n\n" + text + "\n")
+    publish(text, "Reconstruction speed", args.markdown)
 
 
 if __name__ == "__main__":
