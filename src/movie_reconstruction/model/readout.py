@@ -173,8 +173,9 @@ class FixedReadPoints:
     (receptive-field centres plus that frame's pupil shift) never move, so bilinear sampling
     is a fixed sparse matrix with four weights per neuron and frame. On a CPU this builds
     those matrices, and their transposes for the backward pass, once (frame chunk by frame
-    chunk), and multiplies by them: for 7,776 neurons the readout's forward and backward
-    then take about half of grid_sample's time (docs/reconstruction_benchmark.md). The result
+    chunk), and multiplies by them: for the twin's 7,776 neurons this alone makes a whole
+    pixel-gradient step of the small encoder 1.37x faster on 2 cores
+    (benchmarks/prepared_forward.py, docs/reconstruction_benchmark.md). The result
     equals the readout's (border padding, ``align_corners=False``) up to float rounding.
     Frames beyond :data:`SAMPLING_MATRIX_BUDGET_BYTES`, and every frame on other devices, keep
     grid_sample at the fixed read points. The readout's parameters must be frozen.
@@ -193,8 +194,8 @@ class FixedReadPoints:
         h, w = self.features_shape
         with torch.no_grad():
             self.grid = readout.read_points(batch, frames, shift)
-            self.weights = readout.features.t().float()
-            self.weights_by_neuron = self.weights.t().contiguous()  # (N, C): rows of a (frames, N, C) product
+            self.weights_by_neuron = readout.features.float().contiguous()  # (N, C): rows of a (frames, N, C) product
+            self.weights = self.weights_by_neuron.t()  # (C, N), as sample_and_weigh takes them
             affordable = SAMPLING_MATRIX_BUDGET_BYTES // (BYTES_PER_NEURON_FRAME * readout.n_neurons)
             sparse = self.grid.device.type == "cpu" and min(h, w) >= 2
             # whole chunks only, so that a chunk's matrices never straddle the two paths
