@@ -154,3 +154,21 @@ def test_front_end_modules_import_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_quick_demo_log_is_short_and_ends_with_the_results(tmp_path):
+    """Written to a file (a batch job, a log): plain progress lines, no dependency chatter, and the
+    results and the report's path at the end."""
+    out, log = tmp_path / "demo", tmp_path / "log.txt"
+    with log.open("w") as stream:
+        proc = subprocess.run([sys.executable, "-m", "movie_reconstruction.cli", "demo", "--quick", "-o", str(out)],
+                              stdout=stream, stderr=subprocess.STDOUT, timeout=1800)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    lines = text.splitlines()
+    assert len(lines) < 200 and "\r" not in text and "\x1b" not in text
+    assert "pynwb" not in text and "Warning" not in text, text
+    assert lines[-1] == f"report: {out / 'report.html'}"
+    assert any(line.startswith("trial ") and "masked r =" in line for line in lines[-8:])
+    assert any(line.startswith("train: done") for line in lines)

@@ -222,7 +222,7 @@ def _menu_items(app, menu_id):
 
 
 # ---------------------------------------------------------------------------------- the chain
-def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, sensorium_folder, monkeypatch):
+def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, sensorium_folder):
     from movie_reconstruction._widgets import _layers
     from movie_reconstruction.model import TrainConfig
 
@@ -237,9 +237,9 @@ def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, 
     train = open_widget(viewer, "Train encoder")
     assert train.device_label.value.startswith("→ cpu")  # chosen automatically and shown
     train.ensemble.value = 2
-    train.epochs.value = 2
     small = TrainConfig(max_epochs=1, steps_per_epoch=2, clip_frames=30, batch_size=2)
-    monkeypatch.setattr(train, "training_config", lambda: small)  # keep CI fast: a few steps per epoch
+    train.set_training_config(small)  # keep CI fast: a few steps per epoch
+    assert train.epochs.value == 1 and train.training_config() == small
     train.run_button.clicked.emit()
     wait_for(qtbot, train)
     assert "2 model(s) trained" in train.status.value, train.status.value

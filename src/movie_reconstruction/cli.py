@@ -30,11 +30,31 @@ class _Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------------------------ helpers
 def _drive(job, args):
-    from .progress import run, run_with_tqdm
+    from .progress import run, run_for_console
 
     if getattr(args, "quiet", False):
         return run(job)
-    return run_with_tqdm(job, dynamic_ncols=True, leave=False)
+    return run_for_console(job, sys.stderr)
+
+
+# Dependencies whose start-up messages (suite2p's "pynwb not installed", dask's cluster notes)
+# are not addressed to our users; --verbose shows them.
+_CHATTY_LOGGERS = ("suite2p", "distributed", "numba", "PIL", "matplotlib", "h5py", "napari")
+
+
+def _configure_console(verbose: bool) -> None:
+    """Keep the console to what this tool has to say, unless ``--verbose`` asks for everything."""
+    import logging
+    import warnings
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        warnings.simplefilter("default")
+        return
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"movie_reconstruction(\.|$)")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -112,6 +132,11 @@ def _print_summary(summary, results_path: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------ commands
+# The packages whose versions decide whether a run behaves as documented (bug reports need them).
+_REPORTED_PACKAGES = ("torch", "numpy", "scipy", "suite2p", "napari", "magicgui", "npe2", "qtpy", "PyQt6",
+                      "dask", "distributed", "tifffile", "av", "safetensors")
+
+
 def _cmd_info(args) -> int:
     import platform
     from importlib.metadata import PackageNotFoundError, version
@@ -123,19 +148,17 @@ def _cmd_info(args) -> int:
         folder = ResultsFolder.open(args.results)  # bad input fails before anything is printed
     print(f"napari-movie-reconstruction {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
-    try:
-        import torch
-
-        from .device import describe, pick_device
-
-        print(f"torch {torch.__version__}; device: {describe(pick_device())}")
-    except ImportError:
-        print("torch: not installed")
-    for name in ("suite2p", "napari", "numpy", "dask", "distributed"):
+    for name in _REPORTED_PACKAGES:
         try:  # the installed version, without importing (suite2p and napari are slow and chatty to import)
             print(f"{name} {version(name)}")
         except PackageNotFoundError:
             print(f"{name}: not installed")
+    try:
+        from .device import describe, pick_device
+
+        print(f"device: {describe(pick_device())}")
+    except ImportError:
+        print("device: unknown (torch is not installed)")
     if folder is not None:
         print()
         for line in folder.summary_lines():
@@ -307,7 +330,14 @@ def _common(p, *, device=True, cluster=False, seed=False, scheduler="local"):
         p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: one per core)")
         p.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the worker's)")
         p.add_argument("--retries", type=int, default=None, help="retries of a failed task before it is reported (default 2)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _verbose_option(p, default=argparse.SUPPRESS)
+
+
+def _verbose_option(p, default):
+    # SUPPRESS on the subcommands, so that "movie-recon --verbose demo" is not reset by the subparser
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="also show dependencies' log messages and warnings")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,12 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    _verbose_option(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("info", help="versions, the compute device, and what a results folder holds",
                        description="Print versions and the device; with a results folder, what it holds.",
                        epilog="Examples:\n  movie-recon info\n  movie-recon info movie-recon-demo/")
     p.add_argument("results", nargs="?", type=Path, help="a results folder")
+    _verbose_option(p, default=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="run the whole pipeline on a simulated session",
@@ -451,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    _configure_console(args.verbose)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

@@ -41,6 +41,7 @@ class TrainEncoderWidget(Container):
             self.checkpoints, self.run_button, self.stop_button, self.cancel_button, self.status, self.readout,
         ])
         self._stop = threading.Event()
+        self._base_training = None  # None: the chosen preset's training settings
         self.stop_button.enabled = False
         self.stop_button.changed.connect(lambda *_: self._stop.set())
         self.device.changed.connect(self._show_device)
@@ -63,14 +64,23 @@ class TrainEncoderWidget(Container):
     def _preset_changed(self, *_):
         from ..model.config import TrainConfig
 
+        self._base_training = None
         self.epochs.value = TrainConfig.preset(self.preset.value).max_epochs
+
+    def set_training_config(self, config) -> None:
+        """Train with ``config`` (a :class:`~movie_reconstruction.model.TrainConfig`) instead of the
+        preset's training settings, for scripts and tests that need, say, a few steps per epoch.
+        The epochs and time-budget fields are set from it and still apply; choosing another
+        preset goes back to that preset's settings."""
+        self.epochs.value = config.max_epochs
+        self.minutes.value = config.max_minutes or 0.0
+        self._base_training = config
 
     def training_config(self):
         from ..model.config import TrainConfig
 
-        return TrainConfig.preset(self.preset.value).replace(
-            max_epochs=int(self.epochs.value), max_minutes=float(self.minutes.value) or None
-        )
+        base = self._base_training or TrainConfig.preset(self.preset.value)
+        return base.replace(max_epochs=int(self.epochs.value), max_minutes=float(self.minutes.value) or None)
 
     def run(self, *_):
         from ..errors import InputError

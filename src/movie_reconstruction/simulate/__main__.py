@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from ..progress import run_with_tqdm
+    from ..progress import run_for_console
     from .config import SimulationConfig
     from .session import simulate_session_job
 
@@ -47,7 +47,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.test_videos:
         stimulus["test_videos"] = tuple(str(Path(p).resolve()) for p in args.test_videos)
     config = config.replace(imaging=imaging, population=population, stimulus=stimulus)
-    session = run_with_tqdm(simulate_session_job(args.out, config, args.seed, overwrite=args.overwrite), desc="simulating")
+    session = run_for_console(simulate_session_job(args.out, config, args.seed, overwrite=args.overwrite),
+                              desc="simulating")
     print(
         f"{session.path}: {session.n_neurons} neurons, {session.n_imaging_frames} imaging frames "
         f"({session.duration_s:.0f} s), manifest {session.manifest.name}; truth in ground_truth/"
