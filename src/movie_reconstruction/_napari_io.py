@@ -132,13 +132,13 @@ def read_session_manifest(path):
 
             stack = read_raw_stack(tiffs, frame_rate=manifest.imaging_frame_rate)
             rate = stack.frame_rate
-            if rate is None:
+            if rate is None and manifest.imaging_frame_times is not None:
                 times = read_times(manifest.imaging_frame_times)
                 rate = float(1.0 / np.median(np.diff(times))) if times.size > 1 else None
             for plane in range(stack.n_planes):
                 layers.append(_layers.raw_layer(stack.movie(plane), rate, plane))
         movie = read_stimulus_movie(manifest.stimulus_movie, size=manifest.stimulus_size)
-        times = read_times(manifest.stimulus_frame_times)
+        times = read_times(manifest.stimulus_frame_times) if manifest.stimulus_frame_times else np.zeros(0)
         rate = manifest.stimulus_frame_rate or (float(1.0 / np.median(np.diff(times))) if times.size > 1 else 30.0)
         layers.append(
             (

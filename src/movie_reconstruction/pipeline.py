@@ -214,13 +214,15 @@ def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, 
     yield Progress("build", 1, 2, f"writing {results.recording_dir}")
     write_sensorium(recording, results.recording_dir, overwrite=True)
     yield Progress("build", 2, 2, repr(recording))
-    inputs = describe_inputs(
-        [("stimulus movie", manifest.stimulus_movie), ("stimulus frame times", manifest.stimulus_frame_times),
-         ("imaging frame times", manifest.imaging_frame_times), ("trials", manifest.trials)]
-        + [("behaviour", p) for p in manifest.behaviour_files]
-    )
+    named = [("stimulus movie", manifest.stimulus_movie), ("stimulus frame times", manifest.stimulus_frame_times),
+             ("imaging frame times", manifest.imaging_frame_times), ("trials", manifest.trials),
+             ("sync signals", manifest.sync.file if manifest.sync else None)]
+    inputs = describe_inputs([(role, p) for role, p in named if p is not None] + [("behaviour", p) for p in manifest.behaviour_files])
+    if "sync_line" in recording.extra:
+        yield Progress("build", 2, 2, recording.extra["sync_line"])
     finish(settings={"signal": settings.signal, "behaviour_method": manifest.behaviour_method},
-           inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []))
+           inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []),
+           sync=recording.extra.get("sync"), sync_summary=recording.extra.get("sync_summary"))
     return read_sensorium(results.recording_dir)
 
 

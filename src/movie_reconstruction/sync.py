@@ -93,6 +93,18 @@ class SyncReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def one_line(self) -> str:
+        """The counts that matter, for a progress line."""
+        parts = []
+        if self.imaging is not None:
+            parts.append(f"{self.imaging.n_pulses} frame-clock pulses")
+            if self.imaging.missing_at_end:
+                parts.append(f"{self.imaging.missing_at_end} imaging frame(s) missing at the end")
+        if self.stimulus is not None:
+            parts.append(f"{self.stimulus.n_flips} stimulus flips ({self.stimulus.source}), "
+                         f"{len(self.stimulus.dropped)} dropped, {len(self.stimulus.irregular)} irregular")
+        return "sync: " + "; ".join(parts)
+
 
 def _imaging_lines(r: ImagingClockReport) -> list[str]:
     known = f" for {r.n_frames} imaging frames" if r.n_frames is not None else ""

@@ -185,3 +185,37 @@ def times_from_sync(spec: SyncSpec, *, n_imaging_frames=None, n_movie_frames=Non
         if exc.path is not None:
             raise
         raise InputError(exc.problem, spec.file) from None
+
+
+@dataclass
+class SessionTimes:
+    """Imaging and stimulus frame times of a manifest's session, from timestamp files or sync signals."""
+
+    imaging: np.ndarray
+    stimulus: np.ndarray
+    imaging_source: Path  # the file the times came from (for error messages and provenance)
+    stimulus_source: Path
+    sync_report: object | None = None  # a sync.SyncReport when the DAQ signals were used
+
+
+def session_times(manifest, *, n_imaging_frames: int | None, n_movie_frames: int | None) -> SessionTimes:
+    """Frame times for a :class:`~movie_reconstruction.io.manifest.SessionManifest`: timestamp files
+    where it names them, the ``[sync]`` DAQ signals otherwise."""
+    from .manifest import read_times
+
+    result = None
+    if manifest.sync is not None and (manifest.imaging_frame_times is None or manifest.stimulus_frame_times is None):
+        result = times_from_sync(manifest.sync, n_imaging_frames=n_imaging_frames, n_movie_frames=n_movie_frames,
+                                 stimulus_frame_rate=manifest.stimulus_frame_rate)
+    imaging = read_times(manifest.imaging_frame_times) if manifest.imaging_frame_times else result.imaging_times
+    stimulus = read_times(manifest.stimulus_frame_times) if manifest.stimulus_frame_times else result.stimulus_times
+    if imaging is None or stimulus is None:
+        missing = "frame_clock" if imaging is None else "vsync or photodiode"
+        raise InputError(f"[sync] names no {missing} channel and there is no frame_times file for it", manifest.path)
+    return SessionTimes(
+        imaging=imaging,
+        stimulus=stimulus,
+        imaging_source=manifest.imaging_frame_times or manifest.sync.file,
+        stimulus_source=manifest.stimulus_frame_times or manifest.sync.file,
+        sync_report=result.report if result is not None else None,
+    )

@@ -26,6 +26,7 @@ Example (paths are relative to the manifest)::
     wheel_speed = "running"
 
 All timestamps share one clock (the rig's). Timestamps may be ``.npy`` or one-column ``.csv``/``.txt``.
+A ``[sync]`` section (raw DAQ signals, see ``io/daq.py``) may replace the ``frame_times`` files.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .daq import SyncSpec, parse_sync_section
 
-KNOWN_SECTIONS = {"session", "imaging", "stimulus", "behaviour", "ground_truth"}
+KNOWN_SECTIONS = {"session", "imaging", "stimulus", "behaviour", "sync", "ground_truth"}
 
 
 @dataclass
@@ -46,9 +48,9 @@ class SessionManifest:
     path: Path
     name: str
     raw: list[Path]
-    imaging_frame_times: Path
+    imaging_frame_times: Path | None  # None: from the [sync] section's frame clock
     stimulus_movie: Path
-    stimulus_frame_times: Path
+    stimulus_frame_times: Path | None  # None: from the [sync] section's vsync/photodiode
     trials: Path
     plane_offsets: list[float] = field(default_factory=lambda: [0.0])
     imaging_frame_rate: float | None = None
@@ -58,6 +60,7 @@ class SessionManifest:
     behaviour_files: list[Path] = field(default_factory=list)
     behaviour_method: str = "linear"
     behaviour_columns: dict[str, str | None] = field(default_factory=dict)
+    sync: SyncSpec | None = None  # raw DAQ sync signals in place of timestamp files (io/daq.py)
 
     @property
     def folder(self) -> Path:
@@ -139,6 +142,13 @@ def load_manifest(path: str | Path) -> SessionManifest:
     behaviour = spec.get("behaviour", {})
     files = behaviour.get("files", behaviour.get("file", []))
     files = [files] if isinstance(files, str) else files
+    sync = parse_sync_section(spec["sync"], base, path) if isinstance(spec.get("sync"), dict) else None
+
+    def timestamps(sec: dict, where: str, roles: tuple[str, ...]) -> Path | None:
+        if sync is not None and any(getattr(sync, r) for r in roles) and "frame_times" not in sec:
+            return None  # the sync signals give these times
+        return existing(need(sec, "frame_times", where), f"{where} timestamps")
+
     size = tuple(int(v) for v in stimulus.get("size", (36, 64)))
     if len(size) != 2 or min(size) <= 0:
         raise InputError(f"[stimulus] size must be [height, width], got {stimulus.get('size')}", path)
@@ -146,16 +156,17 @@ def load_manifest(path: str | Path) -> SessionManifest:
         path=path,
         name=str(spec.get("session", {}).get("name", path.stem)),
         raw=raw,
-        imaging_frame_times=existing(need(imaging, "frame_times", "imaging"), "imaging timestamps"),
+        imaging_frame_times=timestamps(imaging, "imaging", ("frame_clock",)),
         plane_offsets=[float(v) for v in imaging.get("plane_offsets", [0.0])],
         imaging_frame_rate=imaging.get("frame_rate"),
         suite2p=suite2p,
         stimulus_movie=existing(need(stimulus, "movie", "stimulus"), "stimulus movie"),
-        stimulus_frame_times=existing(need(stimulus, "frame_times", "stimulus"), "stimulus timestamps"),
+        stimulus_frame_times=timestamps(stimulus, "stimulus", ("vsync", "photodiode")),
         trials=existing(need(stimulus, "trials", "stimulus"), "trial table"),
         stimulus_frame_rate=stimulus.get("frame_rate"),
         stimulus_size=size,
         behaviour_files=[existing(p, "behaviour file") for p in files],
         behaviour_method=str(behaviour.get("method", "linear")),
         behaviour_columns={k: (v or None) for k, v in behaviour.get("columns", {}).items()},
+        sync=sync,
     )

@@ -6,6 +6,7 @@ baseline and gain, and noise. Used by the simulator (``DaqConfig.write_sync``) a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.signal import lfilter
@@ -78,3 +79,21 @@ def render_sync_signals(
         vsync=_pulses(t, vsync_times, pulse_s),
         photodiode=photodiode.astype(np.float32),
     )
+
+
+def write_timing(folder: Path, imaging_times: np.ndarray, stimulus_times: np.ndarray, daq, rng: np.random.Generator) -> None:
+    """A simulated session's timing: timestamp files, or (``daq.write_sync_signals``, a
+    :class:`~movie_reconstruction.simulate.config.DaqConfig`) the DAQ's raw sync signals, with
+    the times they encode kept in ground_truth/ for checking."""
+    times = {"imaging_frame_times.npy": imaging_times, "stimulus_frame_times.npy": stimulus_times}
+    if not daq.write_sync_signals:
+        for name, values in times.items():
+            np.save(folder / "timing" / name, np.asarray(values, np.float64))
+        return
+    signals = render_sync_signals(
+        imaging_times, stimulus_times, rng, sample_rate=daq.sample_rate_hz, display_lag_s=daq.display_lag_s,
+        photodiode_noise=daq.photodiode_noise, photodiode_drift=daq.photodiode_drift,
+    )
+    signals.write_hdf5(folder / "timing" / "daq.h5")
+    for name, values in times.items():
+        np.save(folder / "ground_truth" / name, np.asarray(values, np.float64))
