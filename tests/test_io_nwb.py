@@ -1,0 +1,193 @@
+"""NWB files built here with pynwb (two layouts) read as the same recording as the simulated
+session's TIFF/manifest form."""
+
+import numpy as np
+import pytest
+
+pynwb = pytest.importorskip("pynwb")
+
+from pynwb import NWBHDF5IO, TimeSeries  # noqa: E402
+from pynwb.behavior import BehavioralTimeSeries, EyeTracking, PupilTracking, SpatialSeries  # noqa: E402
+from pynwb.epoch import TimeIntervals  # noqa: E402
+from pynwb.base import ImageReferences, Images  # noqa: E402
+from pynwb.image import GrayscaleImage, IndexSeries, OpticalSeries  # noqa: E402
+from pynwb.ophys import Fluorescence, ImageSegmentation, RoiResponseSeries  # noqa: E402
+from pynwb.testing.mock.file import mock_NWBFile  # noqa: E402
+from pynwb.testing.mock.ophys import mock_ImagingPlane, mock_TwoPhotonSeries  # noqa: E402
+
+from movie_reconstruction import InputError, Traces  # noqa: E402
+from movie_reconstruction.align import TrialTable, recording_from_manifest  # noqa: E402
+from movie_reconstruction.io.behaviour import read_behaviour  # noqa: E402
+from movie_reconstruction.io.manifest import load_manifest, read_times  # noqa: E402
+from movie_reconstruction.io.nwb import describe_nwb, read_nwb, recording_from_nwb  # noqa: E402
+from movie_reconstruction.io.tiff import read_raw_stack  # noqa: E402
+from movie_reconstruction.simulate import SimulationConfig, simulate_session  # noqa: E402
+from movie_reconstruction.traces import RoiMask  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return simulate_session(tmp_path_factory.mktemp("nwb") / "session", SimulationConfig.tiny(), seed=5)
+
+
+@pytest.fixture(scope="module")
+def traces(session):
+    """The true dF/F and the true footprints, standing in for an extraction."""
+    truth = session.load_ground_truth()
+    footprints = truth.footprints.tocsr()
+    masks = []
+    for k in range(footprints.shape[0]):
+        row = footprints[k]
+        y, x = np.divmod(row.indices, truth.labels.shape[1])
+        masks.append(RoiMask(y.astype(np.int64), x.astype(np.int64), row.data.astype(np.float32)))
+    dff = truth.dff.astype(np.float32)
+    n = dff.shape[0]
+    return [Traces(F=dff + 1, Fneu=dff * 0.5, spks=dff, roi_masks=masks, roi_index=np.arange(n),
+                   cell_probability=np.ones(n), frame_shape=truth.labels.shape, mean_image=np.zeros(truth.labels.shape),
+                   max_projection=None, frame_rate=30.0)]
+
+
+def _trials_and_behaviour(nwb, folder, stimulus_times, layout):
+    trials = TrialTable.read_csv(folder / "timing/trials.csv")
+    nwb.add_trial_column("tier", "train, validation or test")
+    for start, n, tier in zip(trials.start_frames, trials.n_frames, trials.tiers):
+        nwb.add_trial(start_time=stimulus_times[start], stop_time=stimulus_times[start + n], tier=str(tier))
+    running = read_behaviour(folder / "behaviour/running.csv")
+    pupil = read_behaviour(folder / "behaviour/pupil.csv")
+    behaviour = nwb.create_processing_module("behavior", "running and eye")
+    speed = TimeSeries(name="running_speed" if layout == "raw" else "speed", data=running.channels["running"],
+                       unit="cm/s", timestamps=running.times)
+    if layout == "raw":
+        behaviour.add(speed)
+    else:
+        behaviour.add(BehavioralTimeSeries(name="wheel", time_series=[speed]))
+    diameter = TimeSeries(name="pupil_diameter", data=pupil.channels["pupil"], unit="pixels", timestamps=pupil.times)
+    behaviour.add(PupilTracking(name="PupilTracking", time_series=[diameter]))
+    position = SpatialSeries(name="pupil_position", data=np.c_[pupil.channels["pupil_x"], pupil.channels["pupil_y"]],
+                             reference_frame="screen centre", unit="degrees", timestamps=pupil.times)
+    behaviour.add(EyeTracking(name="EyeTracking", spatial_series=[position]))
+
+
+def write_nwb(session, traces, layout, path):
+    """``raw``: TwoPhotonSeries + OpticalSeries template + presentation table; ``rois``: PlaneSegmentation
+    with Fluorescence/Neuropil/Deconvolved series (and curated-out ROIs) + ImageSeries of unique frames + IndexSeries."""
+    folder = session.path
+    imaging_times = read_times(folder / "timing/imaging_frame_times.npy")
+    stimulus_times = read_times(folder / "timing/stimulus_frame_times.npy")
+    movie = np.load(folder / "stimulus/movie.npy")
+    nwb = mock_NWBFile(session_id="sim-5")
+    plane = mock_ImagingPlane(nwbfile=nwb, imaging_rate=30.0)
+    if layout == "raw":
+        frames = np.asarray(read_raw_stack(session.raw_files).movie(0))
+        mock_TwoPhotonSeries(name="TwoPhotonSeries", data=frames, timestamps=imaging_times, rate=None,
+                             imaging_plane=plane, nwbfile=nwb)
+        template = OpticalSeries(name="natural_movie", data=movie, unit="n.a.", rate=30.0,
+                                 distance=0.2, field_of_view=[0.3, 0.5], orientation="lower left")
+        nwb.add_stimulus_template(template)
+        table = TimeIntervals(name="movie_presentations", description="one row per frame shown")
+        table.add_column("frame", "index into natural_movie")
+        ends = np.append(stimulus_times[1:], stimulus_times[-1] + 1 / 30)
+        for k, (start, stop) in enumerate(zip(stimulus_times, ends)):
+            table.add_row(start_time=start, stop_time=stop, frame=k)
+        nwb.add_time_intervals(table)
+    else:
+        _write_rois(nwb, plane, traces[0], imaging_times)
+        unique, index = np.unique(movie, axis=0, return_inverse=True)
+        images = [GrayscaleImage(name=f"frame_{k:04d}", data=frame) for k, frame in enumerate(unique)]
+        template = Images(name="movie_frames", images=images, description="the distinct frames",
+                          order_of_images=ImageReferences(name="order_of_images", data=images))
+        nwb.add_stimulus_template(template)
+        nwb.add_stimulus(IndexSeries(name="movie_index", data=index.ravel().astype(np.uint32), unit="N/A",
+                                     indexed_images=template, timestamps=stimulus_times))
+    _trials_and_behaviour(nwb, folder, stimulus_times, layout)
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def _write_rois(nwb, plane, traces, imaging_times):
+    ophys = nwb.create_processing_module("ophys", "extracted ROIs")
+    segmentation = ImageSegmentation(name="ImageSegmentation")
+    ophys.add(segmentation)
+    rois = segmentation.create_plane_segmentation(name="PlaneSegmentation", description="cells", imaging_plane=plane)
+    rois.add_column("iscell", "curated: 1 is a cell")
+    rng = np.random.default_rng(0)
+    n = traces.n_cells
+    order = []  # the true cells, with two curated-out ROIs between them
+    for k, mask in enumerate(traces.roi_masks):
+        rois.add_roi(pixel_mask=list(zip(mask.xpix.tolist(), mask.ypix.tolist(), mask.weights.tolist())), iscell=1.0)
+        order.append(k)
+        if k in (3, 10):
+            rois.add_roi(pixel_mask=[(1, 2, 1.0)], iscell=0.0)
+            order.append(-1)
+    order = np.asarray(order)
+    region = rois.create_roi_table_region("all ROIs", region=list(range(len(order))))
+
+    def per_roi(values):  # (cells, frames) -> (frames, ROIs) with noise for the curated-out ones
+        out = rng.normal(0, 1, (values.shape[1], len(order))).astype(np.float32)
+        out[:, order >= 0] = values.T
+        return out
+
+    fluorescence = Fluorescence(name="Fluorescence")
+    ophys.add(fluorescence)
+    for name, values in (("Fluorescence", traces.F), ("Neuropil", traces.Fneu), ("Deconvolved", traces.spks)):
+        fluorescence.add_roi_response_series(RoiResponseSeries(name=name, data=per_roi(values), rois=region,
+                                                               unit="a.u.", timestamps=imaging_times))
+    assert n == int((order >= 0).sum())
+
+
+def assert_same_recording(got, expected):
+    assert len(got) == len(expected) and list(got.trial_ids) == list(expected.trial_ids)
+    assert list(got.tiers) == list(expected.tiers)
+    np.testing.assert_allclose(got.neurons.positions, expected.neurons.positions, rtol=1e-6)
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(b.video, a.video)
+        np.testing.assert_allclose(b.responses, a.responses, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(b.behavior, a.behavior, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["raw", "rois"])
+def test_nwb_reads_as_the_manifest_session(session, traces, tmp_path, layout):
+    path = write_nwb(session, traces, layout, tmp_path / f"{layout}.nwb")
+    source_bytes = path.read_bytes()
+    expected = recording_from_manifest(load_manifest(session.manifest), traces)
+    nwb_session = read_nwb(path)
+    if layout == "raw":
+        assert nwb_session.traces == [] and nwb_session.used["raw frames"] == "acquisition/TwoPhotonSeries"
+        tiff = np.asarray(read_raw_stack(session.raw_files).movie(0))
+        np.testing.assert_array_equal(np.asarray(nwb_session.raw.movie(0)), tiff)
+        with pytest.raises(InputError, match=r"raw.nwb: the NWB file has no ROI responses"):
+            recording_from_nwb(nwb_session)
+        got = recording_from_nwb(nwb_session, traces)
+        assert got.extra["nwb_objects"]["stimulus presentation"] == "intervals/movie_presentations"
+    else:
+        (plane,) = nwb_session.traces
+        assert plane.n_cells == traces[0].n_cells  # the curated-out ROIs are dropped
+        np.testing.assert_array_equal(plane.Fneu, traces[0].Fneu)
+        got = recording_from_nwb(nwb_session)
+        assert got.extra["nwb_objects"]["responses plane 0"] == "processing/ophys/Fluorescence/Deconvolved"
+        assert got.extra["nwb_objects"]["stimulus frames"] == "movie_frames (Images)"
+    assert {"behaviour running", "behaviour pupil", "behaviour pupil_x/pupil_y"} <= set(got.extra["nwb_objects"])
+    assert got.extra["missing_behaviour"] == []
+    assert_same_recording(got, expected)
+    assert path.read_bytes() == source_bytes  # reading never writes
+
+
+def test_ambiguous_response_lists_what_the_file_holds(session, traces, tmp_path):
+    path = write_nwb(session, traces, "rois", tmp_path / "rois.nwb")
+    with pytest.raises(InputError, match=r"rois.nwb: no ROI response series called 'spikes'; the file has: "
+                                         r"processing/ophys/Fluorescence/Deconvolved \(RoiResponseSeries\); "
+                                         r"processing/ophys/Fluorescence/Fluorescence \(RoiResponseSeries\); "):
+        read_nwb(path, response="spikes")
+    fluorescence = read_nwb(path, response="Fluorescence")
+    np.testing.assert_array_equal(fluorescence.traces[0].spks, traces[0].F)
+    listing = describe_nwb(path)
+    assert "stimulus/presentation/movie_index: IndexSeries" in listing
+    assert "processing/behavior/EyeTracking/pupil_position: SpatialSeries" in listing
+
+
+def test_not_an_nwb_file(tmp_path):
+    bad = tmp_path / "bad.nwb"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="bad.nwb: not a readable NWB file"):
+        read_nwb(bad)
