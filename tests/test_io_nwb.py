@@ -1,6 +1,8 @@
 """NWB files built here with pynwb (two layouts) read as the same recording as the simulated
 session's TIFF/manifest form."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from pynwb.epoch import TimeIntervals  # noqa: E402
 from pynwb.base import ImageReferences, Images  # noqa: E402
 from pynwb.image import GrayscaleImage, IndexSeries, OpticalSeries  # noqa: E402
 from pynwb.ophys import Fluorescence, ImageSegmentation, RoiResponseSeries  # noqa: E402
+from pynwb.file import Subject  # noqa: E402
 from pynwb.testing.mock.file import mock_NWBFile  # noqa: E402
 from pynwb.testing.mock.ophys import mock_ImagingPlane, mock_TwoPhotonSeries  # noqa: E402
 
@@ -75,7 +78,8 @@ def write_nwb(session, traces, layout, path):
     imaging_times = read_times(folder / "timing/imaging_frame_times.npy")
     stimulus_times = read_times(folder / "timing/stimulus_frame_times.npy")
     movie = np.load(folder / "stimulus/movie.npy")
-    nwb = mock_NWBFile(session_id="sim-5")
+    nwb = mock_NWBFile(session_id="sim-5", subject=Subject(subject_id="sim-mouse-5", species="Mus musculus", sex="F",
+                                                           age="P90D"))
     plane = mock_ImagingPlane(nwbfile=nwb, imaging_rate=30.0)
     if layout == "raw":
         frames = np.asarray(read_raw_stack(session.raw_files).movie(0))
@@ -191,3 +195,81 @@ def test_not_an_nwb_file(tmp_path):
     bad.write_text("hello")
     with pytest.raises(InputError, match="bad.nwb: not a readable NWB file"):
         read_nwb(bad)
+
+
+def _results_folder(path, recording, traces):
+    """A results folder as the pipeline writes it: two reconstructed trials, a mask, ROIs, metrics, controls."""
+    from safetensors.numpy import save_file
+
+    from movie_reconstruction.results import ResultsFolder
+
+    results = ResultsFolder.create(path)
+    results.write_rois(traces)
+    rng = np.random.default_rng(1)
+    rows = []
+    for k in (0, len(recording) - 1):
+        trial = recording.trial(k)
+        reconstruction = np.clip(trial.video + rng.normal(0, 20, trial.video.shape), 0, 255).astype(np.float32)
+        results.write_trial(trial_id=trial.trial_id, tier=trial.tier, stimulus=trial.video, reconstruction=reconstruction,
+                            member_movies=reconstruction[None], correlation=0.5 + 0.1 * k, ssim=0.3,
+                            frame_correlation=np.full(trial.n_frames, 0.5), population_activity=np.ones(trial.n_frames),
+                            identity="test", info={})
+        rows.append({"trial_id": trial.trial_id, "correlation": 0.5 + 0.1 * k})
+    save_file({"alpha": np.linspace(0, 1, 36 * 64, dtype=np.float32).reshape(36, 64)}, str(results.mask_path))
+    results.write_metrics(rows, {"mean": 0.55})
+    results.write_controls({"rows": [{"control": "model", "correlation": 0.55, "passes": None},
+                                     {"control": "shuffled trials", "correlation": 0.01, "passes": True}]})
+    return results.path
+
+
+def test_results_written_as_nwb_on_the_session_clock(session, traces, tmp_path):
+    from movie_reconstruction.io.nwb_results import write_results_nwb
+
+    source = write_nwb(session, traces, "rois", tmp_path / "session.nwb")
+    source_bytes = source.read_bytes()
+    recording = recording_from_nwb(source)
+    folder = _results_folder(tmp_path / "results", recording, traces)
+    out = write_results_nwb(folder, tmp_path / "results.nwb", source=source)
+    assert source.read_bytes() == source_bytes  # the source is never written
+    stimulus_times = read_times(session.path / "timing/stimulus_frame_times.npy")
+    starts = TrialTable.read_csv(session.path / "timing/trials.csv").start_frames
+    with NWBHDF5IO(str(out), "r") as io:
+        nwb = io.read()
+        module = nwb.processing["movie_reconstruction"]
+        last = recording.trial(len(recording) - 1)
+        series = module[f"reconstruction_trial_{last.trial_id}"]
+        assert series.data.shape == last.video.shape
+        np.testing.assert_array_equal(series.timestamps[:], stimulus_times[starts[-1] : starts[-1] + last.n_frames])
+        np.testing.assert_array_equal(nwb.stimulus[f"stimulus_trial_{last.trial_id}"].data[:], last.video)
+        metrics = module["metrics"].to_dataframe()
+        assert metrics["correlation"].tolist() == pytest.approx([0.5, 0.5 + 0.1 * (len(recording) - 1)])
+        assert module["controls"].to_dataframe()["control"].tolist() == ["model", "shuffled trials"]
+        masks = module["masks"]
+        assert masks["transparency_mask"].data.shape == (36, 64)
+        np.testing.assert_array_equal(masks["roi_labels_plane0"].data[:], traces[0].labels())
+        notes = json.loads(nwb.notes)
+        assert notes["source"] == str(source.resolve()) and len(notes["sha256"]) == 64
+    with pytest.raises(InputError, match="would replace its source"):
+        write_results_nwb(folder, source, source=source)
+
+
+def test_results_nwb_passes_nwbinspector(session, traces, tmp_path):
+    nwbinspector = pytest.importorskip("nwbinspector")
+    from movie_reconstruction.io.nwb_results import write_results_nwb
+
+    serious = {nwbinspector.Importance.ERROR, nwbinspector.Importance.PYNWB_VALIDATION, nwbinspector.Importance.CRITICAL,
+               nwbinspector.Importance.BEST_PRACTICE_VIOLATION}
+
+    def problems(path):
+        messages = [m for m in nwbinspector.inspect_nwbfile(nwbfile_path=str(path)) if m is not None]
+        return [f"{m.importance.name}: {m.location}: {m.message}" for m in messages if m.importance in serious]
+
+    source = write_nwb(session, traces, "rois", tmp_path / "session.nwb")
+    folder = _results_folder(tmp_path / "results", recording_from_nwb(source), traces)
+    assert problems(write_results_nwb(folder, tmp_path / "from_nwb.nwb", source=source)) == []  # subject copied
+    # from a manifest the mouse is unknown: without its age the inspector objects, with it all is well
+    unknown = write_results_nwb(folder, tmp_path / "unknown.nwb", source=session.manifest)
+    assert [p for p in problems(unknown) if "age" in p]
+    given = write_results_nwb(folder, tmp_path / "given.nwb", source=session.manifest,
+                              subject={"subject_id": "m12", "species": "Mus musculus", "sex": "M", "age": "P70D"})
+    assert problems(given) == []
