@@ -273,3 +273,41 @@ def test_results_nwb_passes_nwbinspector(session, traces, tmp_path):
     given = write_results_nwb(folder, tmp_path / "given.nwb", source=session.manifest,
                               subject={"subject_id": "m12", "species": "Mus musculus", "sex": "M", "age": "P70D"})
     assert problems(given) == []
+
+
+def test_cli_builds_from_nwb_and_exports_results(session, traces, tmp_path, capsys):
+    from movie_reconstruction.cli import EXIT_INPUT, main
+    from movie_reconstruction.io.sensorium import read_sensorium
+    from movie_reconstruction.results import ResultsFolder
+
+    source = write_nwb(session, traces, "rois", tmp_path / "session.nwb")
+    results = tmp_path / "results"
+    assert main(["build", str(source), "-o", str(results)]) == 0
+    built = read_sensorium(results / "recording")
+    expected = recording_from_manifest(load_manifest(session.manifest), traces)
+    np.testing.assert_allclose(built.trial(0).responses, expected.trial(0).responses, rtol=1e-6, atol=1e-7)
+    stage = ResultsFolder.open(results).provenance()["stages"]["build"]
+    assert stage["nwb_objects"]["responses plane 0"] == "processing/ophys/Fluorescence/Deconvolved"
+    assert main(["build", str(source), "-o", str(results), "--nwb-response", "nothing"]) == EXIT_INPUT
+    assert "no ROI response series called 'nothing'" in capsys.readouterr().err
+    raw = write_nwb(session, traces, "raw", tmp_path / "raw.nwb")
+    assert main(["build", str(raw), "-o", str(tmp_path / "raw_results")]) == EXIT_INPUT
+    assert "holds no ROI responses, only raw frames" in capsys.readouterr().err
+
+    _results_folder(tmp_path / "recon", built, traces)
+    assert main(["export-nwb", str(tmp_path / "recon"), str(tmp_path / "recon.nwb"), "--source", str(source)]) == 0
+    assert (tmp_path / "recon.nwb").is_file()
+
+
+def test_napari_reader_opens_nwb_files(session, traces, tmp_path):
+    from movie_reconstruction._napari_io import read_nwb_file
+
+    assert read_nwb_file(str(session.manifest)) is None
+    rois = read_nwb_file(str(write_nwb(session, traces, "rois", tmp_path / "rois.nwb")))(None)
+    names = [kwargs["name"] for _, kwargs, _ in rois]
+    assert any("labels" in kind for _, _, kind in rois) and names[-1] == "sim-5 · stimulus"
+    stimulus, kwargs, _ = rois[-1]
+    first = read_times(session.path / "timing/stimulus_frame_times.npy")[0]
+    assert stimulus.shape[1:] == (36, 64) and kwargs["translate"][0] == pytest.approx(first)
+    raw = read_nwb_file(str(write_nwb(session, traces, "raw", tmp_path / "raw.nwb")))(None)
+    assert [kwargs["name"] for _, kwargs, _ in raw][:2] == ["plane 0 · raw stack", "plane 0 · mean image"]
