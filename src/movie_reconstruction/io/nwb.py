@@ -113,7 +113,7 @@ def _pick(objects, kinds: tuple[str, ...], name: str | None, what: str, option: 
         preferred = [(p, o) for p, o in candidates if prefer(o)]
         if len(preferred) == 1:
             return preferred
-    raise InputError(f"several {what}s; choose one with {option}: {_listing(objects, kinds)}", path)
+    raise InputError(f"more than one {what}; choose one with {option}: {_listing(objects, kinds)}", path)
 
 
 def _times(series) -> np.ndarray:
