@@ -311,3 +311,16 @@ def test_napari_reader_opens_nwb_files(session, traces, tmp_path):
     assert stimulus.shape[1:] == (36, 64) and kwargs["translate"][0] == pytest.approx(first)
     raw = read_nwb_file(str(write_nwb(session, traces, "raw", tmp_path / "raw.nwb")))(None)
     assert [kwargs["name"] for _, kwargs, _ in raw][:2] == ["plane 0 · raw stack", "plane 0 · mean image"]
+
+
+def test_build_recording_widget_job_reads_nwb(session, traces, tmp_path):
+    pytest.importorskip("magicgui")
+    from movie_reconstruction._widgets.recording import NWB, build_recording_job
+    from movie_reconstruction.progress import run
+
+    source = write_nwb(session, traces, "rois", tmp_path / "rois.nwb")
+    recording, new_traces = run(build_recording_job(NWB, manifest_path=source))
+    assert new_traces[0].n_cells == traces[0].n_cells
+    assert_same_recording(recording, recording_from_manifest(load_manifest(session.manifest), traces))
+    with pytest.raises(InputError, match="choose an NWB file"):
+        run(build_recording_job(NWB, manifest_path=None))
