@@ -324,3 +324,41 @@ def test_build_recording_widget_job_reads_nwb(session, traces, tmp_path):
     assert_same_recording(recording, recording_from_manifest(load_manifest(session.manifest), traces))
     with pytest.raises(InputError, match="choose an NWB file"):
         run(build_recording_job(NWB, manifest_path=None))
+
+
+def test_session_written_as_nwb_reads_back_the_same(session, traces, tmp_path):
+    from movie_reconstruction.io.nwb_session import write_session_nwb
+
+    out = write_session_nwb(session.manifest, tmp_path / "session.nwb", traces)
+    nwb_session = read_nwb(out)
+    assert nwb_session.used["raw frames"] == "acquisition/TwoPhotonSeries_plane0"
+    assert nwb_session.used["responses plane 0"] == "processing/ophys/Fluorescence_plane0/Deconvolved"
+    assert_same_recording(recording_from_nwb(nwb_session), recording_from_manifest(load_manifest(session.manifest), traces))
+    two_planes = [traces[0], Traces(**{**traces[0].__dict__, "plane": 1, "plane_offset": 0.01})]
+    nwb_two = read_nwb(write_session_nwb(session.manifest, tmp_path / "two.nwb", two_planes, raw=False))
+    assert len(nwb_two.traces) == 2 and nwb_two.plane_offsets == pytest.approx([0.0, 0.01])
+
+
+@pytest.mark.slow
+def test_round_trip_through_nwb_trains_and_reconstructs_the_same(session, traces, tmp_path, capsys):
+    """A session exported to NWB, read back, trained and reconstructed gives the TIFF/manifest path's masked r."""
+    from movie_reconstruction.cli import main
+    from movie_reconstruction.io.nwb_session import write_session_nwb
+    from movie_reconstruction.pipeline import build_stage
+    from movie_reconstruction.progress import run
+    from movie_reconstruction.results import ResultsFolder, load_results
+
+    source = write_session_nwb(session.manifest, tmp_path / "session.nwb", traces, raw=False)
+    scores = {}
+    for name, path in (("manifest", session.manifest), ("nwb", source)):
+        results = ResultsFolder.create(tmp_path / name)
+        run(build_stage(results, path, traces))
+        common = ["--scheduler", "none", "--threads", "1", "-q", "--device", "cpu", "--seed", "3"]
+        assert main(["train", str(results.path), "--models", "1", "--epochs", "1", *common]) == 0
+        assert main(["reconstruct", str(results.path), "--iterations", "4", "--no-controls", *common]) == 0
+        scores[name] = {t.trial_id: t.correlation for t in load_results(results.path).trials}
+    capsys.readouterr()
+    assert scores["nwb"] and scores["nwb"].keys() == scores["manifest"].keys()
+    assert np.isfinite(list(scores["manifest"].values())).all()
+    for trial_id, r in scores["manifest"].items():
+        assert scores["nwb"][trial_id] == pytest.approx(r, abs=1e-4)

@@ -107,12 +107,12 @@ def _pick(objects, kinds: tuple[str, ...], name: str | None, what: str, option: 
         if not chosen:
             raise InputError(f"no {what} called {name!r}; the file has: {_listing(objects, kinds)}", path)
         return chosen
-    if len(candidates) <= 1:
+    # several of one name (one per plane) are taken together
+    for group in (candidates, [(p, o) for p, o in candidates if prefer is not None and prefer(o)]):
+        if group and len({o.name for _, o in group}) == 1:
+            return group
+    if not candidates:
         return candidates
-    if prefer is not None:
-        preferred = [(p, o) for p, o in candidates if prefer(o)]
-        if len(preferred) == 1:
-            return preferred
     raise InputError(f"more than one {what}; choose one with {option}: {_listing(objects, kinds)}", path)
 
 
