@@ -172,8 +172,7 @@ def _traces_of(series, objects, plane: int, frame_shape, mean_image) -> tuple[Tr
     values = _values(series).reshape(series.data.shape[0], -1).T[keep].astype(np.float32)  # (rois, frames)
     fluorescence = _sibling(objects, table, ("fluor", "raw", "f_"), series.data.shape)
     neuropil = _sibling(objects, table, ("neuropil", "fneu"), series.data.shape)
-    rest = [s for s in (fluorescence, neuropil)]
-    F, Fneu = (np.asarray(_values(s), np.float32).T[keep] if s is not None else None for s in rest)
+    F, Fneu = (np.asarray(_values(s), np.float32).T[keep] if s is not None else None for s in (fluorescence, neuropil))
     masks, shape = _roi_masks(table, series_rows[keep], frame_shape)
     times = _times(series)
     traces = Traces(
