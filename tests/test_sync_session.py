@@ -82,3 +82,13 @@ def test_sync_section_errors_name_the_manifest(sessions):
                 load_manifest(broken)
     finally:
         broken.unlink()
+
+
+def test_simulate_command_writes_sync_signals(tmp_path, capsys):
+    from movie_reconstruction.simulate.__main__ import main
+
+    assert main([str(tmp_path / "s"), "--preset", "tiny", "--sync-signals", "--seed", "1"]) == 0
+    capsys.readouterr()
+    manifest = load_manifest(tmp_path / "s" / "session.toml")
+    assert manifest.sync is not None and manifest.stimulus_frame_times is None
+    assert (tmp_path / "s" / "timing" / "daq.h5").is_file()
