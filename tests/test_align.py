@@ -123,6 +123,10 @@ def test_duplicate_trial_ids_are_refused_by_id():
                                  np.array(["train", "train", "test"]))
     with pytest.raises(InputError, match=r"session.toml: trial id\(s\) 2 appear more than once"):
         align_session(**parts, source="session.toml")
+    # a negative id would index the last slot of the saved tier table and hide another trial
+    parts["trials"].trial_ids = np.array([0, -1, 2])
+    with pytest.raises(InputError, match=r"trial ids must be >= 0, got \[-1\]"):
+        align_session(**parts)
 
 
 @pytest.mark.parametrize(
