@@ -58,6 +58,13 @@ def test_extract_and_build_errors(tmp_path, capsys, bad_manifest):
     broken = tmp_path / "broken.toml"
     broken.write_text("[session\nname=")
     _fails(capsys, ["extract", str(broken), "-o", str(tmp_path / "r")], "broken.toml", "not valid TOML")
+    # a missing raw file is named before the missing frame rate, and nothing is written
+    fresh = tmp_path / "fresh"
+    _fails(capsys, ["extract", str(tmp_path / "raw.tif"), "-o", str(fresh)], f"{tmp_path / 'raw.tif'}: not found")
+    _fails(capsys, ["extract", str(bad_manifest), str(tmp_path / "b.tif"), "-o", str(fresh)], "b.tif: not found")
+    _fails(capsys, ["build", str(bad_manifest), "-o", str(fresh), "--suite2p", str(tmp_path / "s2p")], "s2p: not found")
+    assert not fresh.exists()
+    (tmp_path / "raw.tif").write_bytes(b"x")
     _fails(capsys, ["extract", str(tmp_path / "raw.tif"), "-o", str(tmp_path / "r")], "--fs")
     _fails(capsys, ["build", str(tmp_path / "nope.toml"), "-o", str(tmp_path / "r")], "nope.toml", "not found")
     _fails(capsys, ["build", str(bad_manifest), "-o", str(tmp_path / "r")], "missing [stimulus] section")

@@ -183,12 +183,20 @@ def _cmd_demo(args) -> int:
     return code
 
 
+def _require_existing(paths) -> None:
+    """Missing input is named first, before any other complaint and before anything is written."""
+    for path in paths:
+        if path is not None and not Path(path).exists():
+            raise InputError("not found", path)
+
+
 def _cmd_extract(args) -> int:
     from .pipeline import extract_stage
 
+    inputs = [Path(p) for p in args.inputs]
+    _require_existing(inputs)
     results = _results_for_writing(args.output)
     settings = _settings(args)
-    inputs = [Path(p) for p in args.inputs]
     if len(inputs) == 1 and (inputs[0].suffix == ".toml" or (inputs[0].is_dir() and any(inputs[0].glob("*.toml")))):
         traces = _drive(extract_stage(results, inputs[0], settings), args)
     else:
@@ -215,6 +223,7 @@ def _cmd_extract(args) -> int:
 def _cmd_build(args) -> int:
     from .pipeline import build_stage
 
+    _require_existing([args.manifest, args.suite2p])
     results = _results_for_writing(args.output)
     traces = None
     if args.suite2p is not None:

@@ -189,8 +189,15 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
     if not traces or sum(t.n_cells for t in traces) == 0:
         raise InputError("suite2p found no cells; try another diameter, tau or cell_threshold", manifest.raw[0] if manifest.raw else manifest.path)
     results.write_rois(traces)
-    finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces])
+    finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces], **_outside_paths(manifest))
     return traces
+
+
+def _outside_paths(manifest) -> dict:
+    """For the provenance: the paths a manifest was explicitly allowed to take from outside its folder."""
+    if not manifest.outside_paths:
+        return {}
+    return {"paths_outside_manifest_folder": sorted({str(p) for p in manifest.outside_paths})}
 
 
 def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, settings: PipelineSettings | None = None) -> Job:
@@ -220,7 +227,8 @@ def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, 
         + [("behaviour", p) for p in manifest.behaviour_files]
     )
     finish(settings={"signal": settings.signal, "behaviour_method": manifest.behaviour_method},
-           inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []))
+           inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []),
+           unshown_stimulus_frames=int(recording.extra.get("unshown_stimulus_frames", 0)), **_outside_paths(manifest))
     return read_sensorium(results.recording_dir)
 
 
