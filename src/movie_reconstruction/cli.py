@@ -1,7 +1,8 @@
 """``movie-recon``: the command line front end. Each subcommand calls the same core functions
 (:mod:`movie_reconstruction.pipeline`) as the napari widgets.
 
-Exit codes: 0 success; 1 bad input (one line on stderr naming the file and the problem);
+Exit codes: 0 success; 1 bad input, an unwritable place or a results folder in use by another
+run (one line on stderr naming the file and the problem);
 2 usage error; 3 some tasks failed (the finished ones are kept; re-run to retry the rest);
 4 an unexpected error (one line; ``--debug`` shows the traceback); 130 interrupted.
 """

@@ -17,13 +17,19 @@ Layout::
     reconstructions/trial_{id}/     stimulus.tif and reconstruction.tif ((T, H, W) float32 grey
                                     levels, ImageJ hyperstacks), member_movies.npy and trial.json
                                     (scores, per-frame correlation, losses, settings identity)
-    metrics.csv, metrics.json       one row per reconstructed trial, plus the summary
-    controls.json, controls.csv     the controls table and the neuron-count curve
+    metrics.csv, metrics.json       one row per reconstructed trial, plus the summary and the
+                                    hashes of the trial.json files they came from ("sources")
+    controls.json, controls.csv     the controls table and the neuron-count curve, with their
+                                    sources; "stale" lists trials reconstructed again since
     report.html                     the self-contained report
+    .lock                           while a run writes here: its pid, host, start and command
+                                    (movie_reconstruction._lock)
 
 Every file is written atomically (``movie_reconstruction._atomic``); a trial folder appears
 complete or not at all, which is what lets a re-run resume: a trial whose ``trial.json``
-exists and was made with the same models and settings is not redone.
+exists and was made with the same models and settings is not redone. Summaries are derived
+from the trial files and checked against them by every reader, so an interruption between a
+trial and its summary never shows a score that disagrees with the trial.
 """
 
 from __future__ import annotations
