@@ -509,8 +509,8 @@ def _run(args) -> int:
         return EXIT_INTERRUPTED
 
 
-_PLACE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
-                 errno.ENAMETOOLONG}
+_PLACE_ERRORS = {getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR",
+                                                  "ENAMETOOLONG") if hasattr(errno, name)}
 
 
 def _show_warning(command, show, message, category, filename, lineno, file=None, line=None):
