@@ -21,6 +21,7 @@ finest and reconstruction previews come through for live display.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -127,6 +128,18 @@ def _timed(results: ResultsFolder, stage: str, timings: dict | None = None):
     return finish
 
 
+def _writes_results(stage):
+    """Run the stage holding the results folder's writer lock (re-entrant: a whole run holds it
+    too), so that no other run writes into the folder meanwhile."""
+
+    @functools.wraps(stage)
+    def locked(results: ResultsFolder, *args, **kwargs):
+        with results.lock():
+            return (yield from stage(results, *args, **kwargs))
+
+    return locked
+
+
 def _device_name(device: str | None) -> str:
     from .device import describe, pick_device
 
@@ -134,6 +147,7 @@ def _device_name(device: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ stages
+@_writes_results
 def simulate_stage(results: ResultsFolder, preset: str = "quick", seed: int = 0) -> Job:
     """Simulate a session into ``results/session`` (reused when it is already there)."""
     from .simulate import SimulatedSession, SimulationConfig, simulate_session_job
@@ -160,6 +174,7 @@ def _hints(manifest_path: Path) -> dict:
     return {}
 
 
+@_writes_results
 def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: PipelineSettings) -> Job:
     """Traces for the session: its own suite2p folder if the manifest names one, else suite2p on the raw stack."""
     from .extract import extract_traces, small_fov_overrides
@@ -200,6 +215,7 @@ def _outside_paths(manifest) -> dict:
     return {"paths_outside_manifest_folder": sorted({str(p) for p in manifest.outside_paths})}
 
 
+@_writes_results
 def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, settings: PipelineSettings | None = None) -> Job:
     """Align traces and behaviour onto the stimulus frames; save as ``results/recording`` (Sensorium layout)."""
     from .align import recording_from_manifest
@@ -241,6 +257,7 @@ def open_recording(path: str | Path):
     return read_sensorium(path)
 
 
+@_writes_results
 def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None) -> Job:
     """Train the ensemble (members are tasks), save checkpoints and the ensemble's transparency mask."""
     from .distributed import Task, train_member, train_member_job
@@ -370,6 +387,7 @@ def _reconstruction_inputs(results: ResultsFolder, settings: PipelineSettings, r
     return recording, blobs, _load_mask(results), reconstruction_config(settings), _select_trials(recording, settings.trials)
 
 
+@_writes_results
 def reconstruct_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
 ) -> Job[ReconstructionSummary]:
@@ -425,6 +443,7 @@ def reconstruct_stage(
                   "workers": [m.worker for m in members]},
         )
         del pending[position]
+        results.refresh_summaries()  # metrics follow every trial; controls made from its old version go stale
 
     tasks = [
         Task((p, m), reconstruct_member, reconstruct_member_job, (blobs[m], trials[p], config, alpha),
@@ -435,7 +454,7 @@ def reconstruct_stage(
     report = yield from _relabel_tasks(tasks, on_done, client, settings.retries, "reconstruct")
     failed = [f"{f.label}: {f.error}" for f in report.failed]
     done = results.finished_trials(identity)
-    _write_metrics(results, done)
+    results.refresh_summaries()
     finish(settings={"reconstruction": config.to_dict(), "trials": sorted(wanted_ids), "identity": identity},
            seeds={"reconstruction": config.seed}, device=_device_name(settings.device), where=report.where,
            failed=failed)
@@ -446,25 +465,7 @@ def reconstruct_stage(
     )
 
 
-def _write_metrics(results: ResultsFolder, finished: dict[int, dict]) -> dict:
-    rows = [
-        {"trial_id": tid, "tier": meta.get("tier"), "correlation": meta["correlation"], "ssim": meta.get("ssim"),
-         "members": meta.get("members"), "frames": meta.get("frames"),
-         "iterations": max(meta.get("iterations", [0]) or [0])}
-        for tid, meta in sorted(finished.items())
-    ]
-    corr = [r["correlation"] for r in rows]
-    summary = {
-        "trials": len(rows),
-        "mean_correlation": float(np.mean(corr)) if corr else None,
-        "median_correlation": float(np.median(corr)) if corr else None,
-        "mean_ssim": float(np.mean([r["ssim"] for r in rows if r["ssim"] is not None])) if rows else None,
-        "convention": "Pearson r over pixels with alpha >= 1 x frames, first 30 frames dropped (Bauer et al. 2025)",
-    }
-    results.write_metrics(rows, summary)
-    return summary
-
-
+@_writes_results
 def controls_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
 ) -> Job[dict]:
@@ -487,6 +488,7 @@ def controls_stage(
     if len(positions) < 2:
         raise InputError("controls need at least two reconstructed trials (the shuffled control pairs them)", results.path)
     trials = [recording.trial(p) for p in positions]
+    sources = results.trial_sources()  # what the controls are computed from (the lock keeps it so)
     real_movies = [results.read_trial(t.trial_id).reconstruction for t in trials]
 
     def score(movies):
@@ -547,6 +549,7 @@ def controls_stage(
     table = ControlTable(real, rows, curve)
     data = {
         "trial_ids": [t.trial_id for t in trials],
+        "sources": {str(t.trial_id): sources[t.trial_id] for t in trials},
         "real_per_trial": real.tolist(),
         "rows": table.rows(),
         "per_trial": {row.name: row.per_trial.tolist() for row in rows},
@@ -564,6 +567,7 @@ def controls_stage(
     return data
 
 
+@_writes_results
 def report_stage(results: ResultsFolder) -> Job[Path]:
     from .report import write_report
 
@@ -586,12 +590,12 @@ def run_session(
 ) -> Job[PipelineResult]:
     """Session manifest -> traces -> recording -> ensemble -> reconstructions -> controls -> report."""
     settings = settings or PipelineSettings()
-    results = ResultsFolder.create(results_dir, command=command)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    traces = yield from extract_stage(results, manifest, settings)
-    yield from build_stage(results, manifest, traces, settings)
-    return (yield from _model_to_report(results, settings, client, timings, started))
+    with ResultsFolder.writing(results_dir, command=command) as results:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        traces = yield from extract_stage(results, manifest, settings)
+        yield from build_stage(results, manifest, traces, settings)
+        return (yield from _model_to_report(results, settings, client, timings, started))
 
 
 def _model_to_report(results, settings, client, timings, started) -> Job[PipelineResult]:
@@ -619,12 +623,12 @@ def run_demo(
 ) -> Job[PipelineResult]:
     """The whole pipeline on a simulated session (``quick``: the two-minute version)."""
     settings = settings or PipelineSettings.demo(quick)
-    results = ResultsFolder.create(results_dir, command=command)
-    started = time.perf_counter()
-    session = yield from simulate_stage(results, "quick" if quick else "default", settings.seed)
-    traces = yield from extract_stage(results, session.manifest, settings)
-    yield from build_stage(results, session.manifest, traces, settings)
-    return (yield from _model_to_report(results, settings, client, {}, started))
+    with ResultsFolder.writing(results_dir, command=command) as results:
+        started = time.perf_counter()
+        session = yield from simulate_stage(results, "quick" if quick else "default", settings.seed)
+        traces = yield from extract_stage(results, session.manifest, settings)
+        yield from build_stage(results, session.manifest, traces, settings)
+        return (yield from _model_to_report(results, settings, client, {}, started))
 
 
 def with_changes(settings: PipelineSettings, **changes) -> PipelineSettings:

@@ -236,6 +236,8 @@ def render_report(results: Results) -> str:
 
     # ---------------------------------------------------------------- summary
     parts.append("<h2>Summary</h2>")
+    for warning in results.warnings:
+        parts.append(f"<p class='verdict bad'>Warning: {html.escape(warning)}.</p>")
     if trials:
         corr = np.array([t.correlation for t in trials])
         parts.append(f"<p>{len(trials)} trial(s) reconstructed by an ensemble of {trials[0].members} encoder(s). "
@@ -244,7 +246,9 @@ def render_report(results: Results) -> str:
     else:
         parts.append("<p>No reconstructed trials in this folder yet.</p>")
     controls = results.controls
-    if controls:
+    if controls and controls.get("stale"):
+        parts.append("<p class='verdict bad'>The controls below are out of date (see the warning above): no verdict.</p>")
+    elif controls:
         real = controls["rows"][0]["mean_r"]
         worst = max((r for r in controls["rows"][1:]), key=lambda r: r["mean_r"], default=None)
         beats = controls.get("beats_controls", controls.get("all_pass")) and all(
