@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,37 @@ def test_summaries_match_the_trials_after_an_interruption(reconstructed, tmp_pat
     on_disk = {int(p.parent.name.split("_")[1]): json.loads(p.read_text())["correlation"]
                for p in path.glob("reconstructions/trial_*/trial.json")}
     assert {r["trial_id"]: r["correlation"] for r in stored["trials"]} == pytest.approx(on_disk)
+    _assert_consistent(path, reconstructed)
+
+
+def _trial_stamps(path: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in path.glob("reconstructions/trial_*/trial.json")}
+
+
+@pytest.mark.parametrize("rewritten_before_kill", [0, 1, 2])
+def test_summaries_match_the_trials_after_a_kill(reconstructed, tmp_path, rewritten_before_kill):
+    """SIGKILL runs no cleanup at all: whatever the files hold at that instant must read consistently."""
+    path = tmp_path / "res"
+    shutil.copytree(reconstructed, path)
+    before = _trial_stamps(path)
+    argv = [sys.executable, "-m", "movie_reconstruction.cli", "reconstruct", str(path), "--iterations", "40",
+            "--overwrite", "--control-variants", "time-reversed", "--neuron-counts", "10", *CPU]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            started = (path / ".lock").exists()
+            rewritten = sum(before.get(name) != stamp for name, stamp in _trial_stamps(path).items())
+            if started and rewritten >= rewritten_before_kill:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed at this point"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    _assert_consistent(path, reconstructed)
+    # the next writer takes the dead run's lock over and leaves the files consistent too
+    assert main(["reconstruct", str(path), "--trials", "1", "--iterations", "4", "--overwrite", "--no-controls", *CPU]) == 0
     _assert_consistent(path, reconstructed)
 
 
