@@ -129,9 +129,13 @@ def test_small_run_resumes_and_reports(tmp_path, capsys):
     # other settings: refused unless --overwrite
     _fails(capsys, ["reconstruct", str(results.path), "--iterations", "5", "--no-controls", *common], "--overwrite")
     assert main(["evaluate", str(results.path), "--drop-frames", "10"]) == 0
-    assert "mean masked r" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean masked r" in out and "identification: top-1" in out and "temporal resolution" in out
     metrics = json.loads((results.path / "metrics.json").read_text())
     assert metrics["summary"]["drop_frames"] == 10 and len(metrics["trials"]) == 2
+    statistics = metrics["summary"]["statistics"]
+    assert statistics["identification"]["candidates"] >= 2 + 50 and statistics["spatial_resolution"]["unit"] == "cycles/pixel"  # no degrees per pixel in this folder
+    assert "static" in metrics["trials"][0] and (results.path / "reliability_map.npy").is_file()
     assert main(["report", str(results.path)]) == 0
     assert (results.path / "report.html").stat().st_size > 10_000
     capsys.readouterr()

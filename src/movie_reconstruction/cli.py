@@ -181,8 +181,7 @@ def _cmd_demo(args) -> int:
                                  command=["movie-recon", *sys.argv[1:]]), args)
     code = _print_summary(result.reconstruction, result.results)
     if result.controls:
-        verdict = "beats every control" if result.controls.get("beats_controls") else "does NOT beat every control"
-        print(f"the reconstruction {verdict} (real r = {result.controls['rows'][0]['mean_r']:.3f})")
+        print(result.controls.get("verdict_table", ""))
     print(f"total {result.timings.get('total', 0):.0f} s")
     print(f"report: {result.report}")
     return code
@@ -319,6 +318,9 @@ def _evaluate(args, folder) -> int:
         summary["encoders"] = _evaluate_encoders(folder, args)
     folder.write_metrics(rows, summary, {t.trial_id: sources[t.trial_id] for t in results.trials})
     print(f"mean masked r = {summary['mean_correlation']:.3f} over {len(rows)} trial(s); metrics: {folder.path / 'metrics.csv'}")
+    from .evaluation import evaluate_results
+
+    print("\n".join(evaluate_results(folder.path, drop_frames=args.drop_frames).verdict_lines()))
     return EXIT_OK
 
 
@@ -496,7 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score the reconstructions (and optionally the encoders)",
                        description="Re-score the stored reconstructions against their stimuli (masked correlation, "
-                                   "SSIM) and rewrite RESULTS/metrics.csv and metrics.json.",
+                                   "SSIM, static and moving parts), test them against each control, identify each "
+                                   "trial's stimulus among distractors, and rewrite RESULTS/metrics.json, "
+                                   "controls.json and reliability_map.npy (schema: docs/reconstruction.md).",
                        epilog="Examples:\n  movie-recon evaluate results/\n  movie-recon evaluate results/ --encoders")
     p.add_argument("results", type=Path, help="results folder")
     p.add_argument("--drop-frames", type=int, default=30, help="frames dropped at the start of each trial (default 30)")

@@ -70,6 +70,7 @@ METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
 CONTROLS_JSON = "controls.json"
 CONTROLS_CSV = "controls.csv"
+CONTROL_MOVIES = "controls"
 REPORT = "report.html"
 TRIAL_JSON = "trial.json"
 
@@ -587,6 +588,17 @@ class ResultsFolder:
                 write_json(path, controls)
                 (self.path / CONTROLS_CSV).unlink(missing_ok=True)
 
+    def control_movie_path(self, control: str, trial_id: int) -> Path:
+        return self.path / CONTROL_MOVIES / control.replace(" ", "-") / f"trial_{int(trial_id)}.npy"
+
+    def write_control_movie(self, control: str, trial_id: int, movie) -> None:
+        """A control's reconstruction of one trial, kept so that ``evaluate`` can test it against the real one."""
+        _atomic.save_npy(self.control_movie_path(control, trial_id), np.asarray(movie, np.float32))
+
+    def read_control_movie(self, control: str, trial_id: int) -> np.ndarray | None:
+        path = self.control_movie_path(control, trial_id)
+        return np.load(path) if path.is_file() else None
+
     # ---------------------------------------------------------------- summary
     def summary_lines(self) -> list[str]:
         """What the folder holds, for ``movie-recon info``."""
@@ -619,7 +631,7 @@ class ResultsFolder:
                          "the next command that writes here refreshes it")
         controls = self.read_controls()
         if controls:
-            verdict = "beaten" if controls.get("beats_controls", controls.get("all_pass")) else "NOT all beaten"
+            verdict = controls.get("overall") or ("beaten" if controls.get("beats_controls") else "NOT all beaten")
             lines.append(f"  controls: {len(controls.get('rows', [])) - 1} ({verdict})")
             if controls.get("stale"):
                 lines.append(f"  STALE: the controls were computed from earlier reconstructions of trial(s) "
