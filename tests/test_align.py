@@ -115,3 +115,47 @@ def test_trial_beyond_timestamps():
     parts["trials"] = TrialTable(np.arange(1), np.array([250]), np.array([90]), np.array(["train"]))
     with pytest.raises(InputError, match="ends at stimulus frame 340, but only 300 frames have timestamps"):
         align_session(**parts)
+
+
+def test_duplicate_trial_ids_are_refused_by_id():
+    parts = _session()
+    parts["trials"] = TrialTable(np.array([0, 2, 2]), np.array([0, 100, 200]), np.array([90, 90, 90]),
+                                 np.array(["train", "train", "test"]))
+    with pytest.raises(InputError, match=r"session.toml: trial id\(s\) 2 appear more than once"):
+        align_session(**parts, source="session.toml")
+    # a negative id would index the last slot of the saved tier table and hide another trial
+    parts["trials"].trial_ids = np.array([0, -1, 2])
+    with pytest.raises(InputError, match=r"trial ids must be >= 0, got \[-1\]"):
+        align_session(**parts)
+
+
+@pytest.mark.parametrize(
+    "starts, tiers, named",
+    [
+        ([0, 60, 200], ["train", "validation", "test"], r"trial 0 \(train, frames 0-89\) and trial 1 \(validation, frames 60-149\)"),
+        ([0, 100, 20], ["train", "train", "test"], r"trial 0 \(train, frames 0-89\) and trial 2 \(test, frames 20-109\)"),
+        ([0, 100, 189], ["train", "train", "train"], r"trial 1 \(train, frames 100-189\) and trial 2 \(train, frames 189-278\)"),
+    ],
+)
+def test_overlapping_trials_are_refused_naming_both(starts, tiers, named):
+    parts = _session()
+    parts["trials"] = TrialTable(np.arange(3), np.array(starts), np.array([90, 90, 90]), np.array(tiers))
+    with pytest.raises(InputError, match="overlapping trials share stimulus frames: " + named):
+        align_session(**parts)
+
+
+def test_trials_that_touch_without_sharing_a_frame_are_fine():
+    parts = _session()
+    parts["trials"] = TrialTable(np.array([5, 3, 4]), np.array([180, 0, 90]), np.array([90, 90, 90]),
+                                 np.array(["test", "train", "validation"]))
+    assert align_session(**parts).trial_ids.tolist() == [5, 3, 4]
+
+
+def test_stimulus_longer_than_its_timestamps_needs_consent():
+    parts = _session(n_movie_frames=320)
+    with pytest.raises(InputError, match="the stimulus movie has 320 frames but there are only 300 stimulus frame "
+                                         "timestamps: 20 frames have no timestamp"):
+        align_session(**parts, source="session.toml")
+    recording = align_session(**parts, allow_unshown_frames=True)
+    assert recording.extra["unshown_stimulus_frames"] == 20
+    np.testing.assert_array_equal(recording.trial(2).video, parts["stimulus_frames"][200:290])

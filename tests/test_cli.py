@@ -58,6 +58,13 @@ def test_extract_and_build_errors(tmp_path, capsys, bad_manifest):
     broken = tmp_path / "broken.toml"
     broken.write_text("[session\nname=")
     _fails(capsys, ["extract", str(broken), "-o", str(tmp_path / "r")], "broken.toml", "not valid TOML")
+    # a missing raw file is named before the missing frame rate, and nothing is written
+    fresh = tmp_path / "fresh"
+    _fails(capsys, ["extract", str(tmp_path / "raw.tif"), "-o", str(fresh)], f"{tmp_path / 'raw.tif'}: not found")
+    _fails(capsys, ["extract", str(bad_manifest), str(tmp_path / "b.tif"), "-o", str(fresh)], "b.tif: not found")
+    _fails(capsys, ["build", str(bad_manifest), "-o", str(fresh), "--suite2p", str(tmp_path / "s2p")], "s2p: not found")
+    assert not fresh.exists()
+    (tmp_path / "raw.tif").write_bytes(b"x")
     _fails(capsys, ["extract", str(tmp_path / "raw.tif"), "-o", str(tmp_path / "r")], "--fs")
     _fails(capsys, ["build", str(tmp_path / "nope.toml"), "-o", str(tmp_path / "r")], "nope.toml", "not found")
     _fails(capsys, ["build", str(bad_manifest), "-o", str(tmp_path / "r")], "missing [stimulus] section")
@@ -122,9 +129,13 @@ def test_small_run_resumes_and_reports(tmp_path, capsys):
     # other settings: refused unless --overwrite
     _fails(capsys, ["reconstruct", str(results.path), "--iterations", "5", "--no-controls", *common], "--overwrite")
     assert main(["evaluate", str(results.path), "--drop-frames", "10"]) == 0
-    assert "mean masked r" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean masked r" in out and "identification: top-1" in out and "temporal resolution" in out
     metrics = json.loads((results.path / "metrics.json").read_text())
     assert metrics["summary"]["drop_frames"] == 10 and len(metrics["trials"]) == 2
+    statistics = metrics["summary"]["statistics"]
+    assert statistics["identification"]["candidates"] >= 2 + 50 and statistics["spatial_resolution"]["unit"] == "cycles/pixel"  # no degrees per pixel in this folder
+    assert "static" in metrics["trials"][0] and (results.path / "reliability_map.npy").is_file()
     assert main(["report", str(results.path)]) == 0
     assert (results.path / "report.html").stat().st_size > 10_000
     capsys.readouterr()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -177,6 +178,54 @@ def test_unfinished_run_of_other_settings_is_discarded_not_mixed(synthetic, tmp_
     events = [next(job) for _ in range(3)]
     job.close()
     assert any(e.stage == "resume" and "discarding" in e.message for e in events)
+
+
+def test_every_file_of_a_real_suite2p_run_loads_without_general_unpickling(finished_run):
+    """The data-only unpickler reads all that suite2p writes, identical to np.load(allow_pickle=True)."""
+    from test_safe_npy import assert_same
+
+    from movie_reconstruction.io.safe_npy import load_objects
+
+    out, _, _ = finished_run
+    files = sorted((out / "suite2p").rglob("*.npy"))
+    assert {"stat.npy", "ops.npy", "db.npy", "settings.npy", "reg_outputs.npy", "iscell.npy"} <= {f.name for f in files}
+    for path in files:
+        assert_same(load_objects(path), np.load(path, allow_pickle=True), path.name)
+
+
+def test_resuming_a_received_partial_folder_never_unpickles_code(synthetic, tmp_path):
+    """A .suite2p.partial folder is resumed from its db.npy: a poisoned one is refused, not run."""
+    from test_safe_npy import RunsOnLoad
+
+    movie, _, _ = synthetic
+    job = extract_traces(movie, tmp_path, fs=FS, diameter=6, do_registration=False, settings=SMALL)
+    for event in job:
+        if event.stage == "detection":
+            break
+    job.close()
+    plane_db = tmp_path / STAGING_FOLDER / "suite2p" / "plane0" / "db.npy"
+    record = np.load(plane_db, allow_pickle=True).item()
+    marker = tmp_path / "ran"
+    record["hook"] = RunsOnLoad(os.system, f"touch '{marker}'")
+    np.save(plane_db, np.array(record, dtype=object), allow_pickle=True)
+
+    with pytest.raises(InputError, match=r"plane0/db\.npy: refused: it holds a pickled reference to posix\.system"):
+        run(extract_traces(movie, tmp_path, fs=FS, diameter=6, do_registration=False, settings=SMALL))
+    assert not marker.exists()
+
+
+def test_moving_a_finished_run_into_place_never_unpickles_code(tmp_path):
+    from test_safe_npy import RunsOnLoad
+
+    from movie_reconstruction.extract import _relocate_paths
+
+    marker = tmp_path / "ran"
+    folder = tmp_path / "staging"
+    folder.mkdir()
+    np.save(folder / "ops.npy", np.array({"save_path": str(folder), "x": RunsOnLoad(os.system, f"touch '{marker}'")}), allow_pickle=True)
+    with pytest.raises(InputError, match=r"ops\.npy: refused"):
+        _relocate_paths(folder, folder, tmp_path / "final")
+    assert not marker.exists()
 
 
 def test_multiplane_tiff_file_input_is_never_written(tmp_path):

@@ -96,3 +96,90 @@ def test_bad_manifests_are_named(tmp_path, edit, message):
     with pytest.raises(InputError, match=message) as info:
         load_manifest(path)
     assert "session.toml" in str(info.value)
+
+
+def test_duplicate_trial_id_in_the_table_is_refused_not_dropped(tmp_path):
+    """The issue's case: a copy-edited row reuses id 1, which used to drop a trial without a word."""
+    path = write_session(tmp_path)
+    (tmp_path / "timing" / "trials.csv").write_text(
+        "trial_id,start_frame,n_frames,tier\n0,0,50,train\n1,60,50,train\n1,120,100,test\n"
+    )
+    with pytest.raises(InputError, match=r"trials.csv: trial id\(s\) 1 appear more than once"):
+        recording_from_manifest(load_manifest(path), [fake_traces()])
+
+
+def test_validation_trial_overlapping_a_training_trial_is_refused(tmp_path):
+    path = write_session(tmp_path)
+    (tmp_path / "timing" / "trials.csv").write_text(
+        "trial_id,start_frame,n_frames,tier\n0,0,100,train\n1,120,100,test\n2,80,30,validation\n"
+    )
+    with pytest.raises(InputError, match=r"trials.csv: overlapping trials share stimulus frames: trial 0 \(train, "
+                                         r"frames 0-99\) and trial 2 \(validation, frames 80-109\)"):
+        recording_from_manifest(load_manifest(path), [fake_traces()])
+
+
+def test_stimulus_movie_longer_than_timestamps(tmp_path):
+    manifest = load_manifest(write_session(tmp_path, n_movie_frames=250))
+    with pytest.raises(InputError, match=r"movie.npy: the stimulus movie has 250 frames but stimulus.csv has only 240 "
+                                         r"timestamps: 10 frames have no timestamp .*allow_unshown_frames = true"):
+        recording_from_manifest(manifest, [fake_traces()])
+    # a session stopped before the movie ended: allowed when the manifest says so, and counted
+    allowed = MANIFEST.replace("size = [36, 64]", "size = [36, 64]\nallow_unshown_frames = true")
+    manifest = load_manifest(write_session(tmp_path, n_movie_frames=250, manifest=allowed))
+    assert manifest.allow_unshown_frames
+    assert recording_from_manifest(manifest, [fake_traces()]).extra["unshown_stimulus_frames"] == 10
+
+
+def _outside_session(tmp_path, movie_path: str, allow: bool = False):
+    """A session whose stimulus movie is named by ``movie_path``; a copy of it lives outside the folder."""
+    session = tmp_path / "received" / "session"
+    manifest = MANIFEST.replace('movie = "stimulus/movie.npy"', f"movie = {movie_path!r}")
+    if allow:
+        manifest = manifest.replace('name = "mouse1"', 'name = "mouse1"\nallow_outside_paths = true')
+    path = write_session(session, manifest=manifest)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir(exist_ok=True)
+    (session / "stimulus" / "movie.npy").replace(outside / "movie.npy")
+    return path, outside / "movie.npy"
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_paths_outside_the_manifest_folder_are_refused(tmp_path, how):
+    elsewhere = tmp_path / "elsewhere" / "movie.npy"
+    named = {"dotdot": "../../elsewhere/movie.npy", "absolute": str(elsewhere), "symlink": "stimulus/link.npy"}[how]
+    path, _ = _outside_session(tmp_path, named)
+    if how == "symlink":
+        (path.parent / "stimulus" / "link.npy").symlink_to(elsewhere)
+    with pytest.raises(InputError, match=r"session.toml: stimulus movie '.*' lies outside the manifest's folder .*"
+                                         r"allow_outside_paths = true in \[session\]"):
+        load_manifest(path)
+
+
+def test_allowed_outside_paths_are_read_and_recorded_in_the_provenance(tmp_path):
+    from movie_reconstruction.pipeline import build_stage
+    from movie_reconstruction.progress import run
+    from movie_reconstruction.results import ResultsFolder
+
+    path, elsewhere = _outside_session(tmp_path, "../../elsewhere/movie.npy", allow=True)
+    manifest = load_manifest(path)
+    assert manifest.stimulus_movie == elsewhere.resolve() and manifest.outside_paths == [elsewhere.resolve()]
+    results = ResultsFolder.create(tmp_path / "results")
+    run(build_stage(results, path, traces=[fake_traces()]))
+    stage = results.provenance()["stages"]["build"]
+    assert stage["paths_outside_manifest_folder"] == [str(elsewhere.resolve())]
+    # inside paths are not listed
+    inside = load_manifest(write_session(tmp_path / "plain"))
+    assert inside.outside_paths == []
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("allow_outside_paths = true\n" + MANIFEST, r"key\(s\) \['allow_outside_paths'\] stand outside any section"),
+        (MANIFEST.replace('name = "mouse1"', 'name = "mouse1"\nallow_outside_paths = "yes"'),
+         r"\[session\] allow_outside_paths must be true or false, got 'yes'"),
+    ],
+)
+def test_allow_outside_paths_must_be_a_boolean_in_session(tmp_path, text, message):
+    with pytest.raises(InputError, match=message):
+        load_manifest(write_session(tmp_path, manifest=text))

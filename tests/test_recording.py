@@ -52,3 +52,11 @@ def test_bad_shapes_and_values_are_named():
     with pytest.raises(InputError, match="trial counts differ"):
         Recording([np.zeros((2, 3, 3))] * 2, [np.zeros((1, 2))], [np.zeros((4, 2))], frame_rate=30,
                   tiers=["train"], neurons=NeuronTable(np.arange(1)))
+
+
+def test_recording_refuses_repeated_trial_ids():
+    """Trials are stored and looked up by id (data/videos/{id}.npy): a repeat would overwrite one."""
+    with pytest.raises(InputError, match=r"trial id\(s\) 7 appear more than once"):
+        Recording(videos=[np.zeros((2, 36, 64))] * 3, responses=[np.zeros((1, 2))] * 3, behavior=[np.zeros((4, 2))] * 3,
+                  frame_rate=30.0, tiers=np.array(["train", "train", "test"]), neurons=NeuronTable(np.arange(1)),
+                  trial_ids=np.array([7, 1, 7]))

@@ -24,15 +24,18 @@ def _folder(tmp_path):
     for tid in (3, 8):
         _write_trial(folder, tid, frames=45)
     folder.write_controls({
+        "trial_ids": [3, 8],
         "rows": [
-            {"condition": "real", "mean_r": 0.5, "margin": 0.0, "control/real": 1.0, "passes": ""},
-            {"condition": "shuffled", "mean_r": 0.05, "margin": 0.45, "control/real": 0.1, "passes": "yes"},
-            {"condition": "time-reversed", "mean_r": 0.3, "margin": 0.2, "control/real": 0.6, "passes": "NO"},
+            {"condition": "real", "mean_r": 0.5, "margin": 0.0, "control/real": 1.0},
+            {"condition": "shuffled", "mean_r": 0.05, "margin": 0.45, "control/real": 0.1},
+            {"condition": "time-reversed", "mean_r": 0.3, "margin": 0.2, "control/real": 0.6},
         ],
         "neuron_curve": [{"neurons": 10, "mean_r": 0.2, "per_trial": [0.1, 0.3]},
                          {"neurons": 40, "mean_r": 0.5, "per_trial": [0.45, 0.55]}],
-        "all_pass": False, "rule": "a control passes when ...",
     })
+    rng = np.random.default_rng(1)
+    for tid in (3, 8):  # a time-reversed "control" that is the real reconstruction itself: never beaten
+        folder.write_control_movie("time-reversed", tid, folder.read_trial(tid).reconstruction + rng.normal(0, 1, (45, 36, 64)))
     mask = RoiMask(np.array([2, 2, 3]), np.array([2, 3, 2]), np.ones(3, np.float32))
     folder.write_rois([Traces(F=np.zeros((1, 5)), Fneu=np.zeros((1, 5)), spks=np.zeros((1, 5)), roi_masks=[mask],
                               roi_index=np.array([0]), cell_probability=np.array([1.0]), frame_shape=(16, 16),
@@ -42,6 +45,9 @@ def _folder(tmp_path):
     alpha[8:28, 16:48] = 1.2
     save_file({"alpha": alpha}, str(folder.mask_path))
     folder.record("reconstruct", seconds=12.5, device="cpu (2 threads)")
+    from movie_reconstruction.evaluation import evaluate_results
+
+    evaluate_results(folder.path)
     return folder
 
 
@@ -56,8 +62,8 @@ def test_report_is_self_contained_and_complete(tmp_path):
     sources = re.findall(r'src="([^"]+)"', page)
     assert sources and all(s.startswith("data:") for s in sources)
     assert "http://" not in page and "https://" not in page
-    # frames per trial (2), per-frame correlation, neuron curve, ROI map: PNGs; one GIF
-    assert page.count("data:image/png;base64,") == 5
+    # reliability map, frames per trial (2), per-frame correlation, neuron curve, ROI map: PNGs; one GIF
+    assert page.count("data:image/png;base64,") == 6
     gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', page)
     assert len(gifs) == 1
     animation = Image.open(io.BytesIO(base64.b64decode(gifs[0])))
@@ -65,7 +71,11 @@ def test_report_is_self_contained_and_complete(tmp_path):
     for heading in ("Summary", "animated", "frame by frame", "Per-frame correlation", "Controls and the neuron-count curve",
                     "Training", "ROI map", "Provenance"):
         assert heading in page, heading
-    assert "does NOT beat all controls" in page and "time-reversed" in page  # an honest verdict
+    # two 45-frame trials cannot reach p < 0.01, and the report says so instead of passing or failing them
+    assert "Verdict: <b>cannot tell</b>" in page and "with 2 test trial(s)" in page and "time-reversed" in page
+    assert page.index("Verdict:") < page.index("animated")  # the verdict table comes first
+    assert "Identification" in page and "Temporal resolution" in page and "reliability map" in page
+    assert (folder.path / "reliability_map.npy").is_file()
     assert "No training history" in page
     assert "0.580" in page  # trial 8's correlation in the summary table
 

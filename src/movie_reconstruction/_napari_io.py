@@ -16,9 +16,12 @@ an MP4 movie (PyAV, H.264).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .errors import RunWarning
 
 
 def _one_path(path) -> Path | None:
@@ -77,7 +80,10 @@ def read_results_folder(path):
         from ._widgets import _layers
         from .results import load_results
 
-        return _layers.results_layers(load_results(path))
+        results = load_results(path)
+        for warning in results.warnings:  # napari shows warnings as notifications
+            warnings.warn(f"{path}: {warning}", RunWarning, stacklevel=2)
+        return _layers.results_layers(results)
 
     return reader
 

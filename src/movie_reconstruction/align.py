@@ -58,6 +58,7 @@ class TrialTable:
         return cls(table["trial_id"].astype(int), table["start_frame"].astype(int), table["n_frames"].astype(int), tiers)
 
     def check_against(self, n_stimulus_frames: int, where=None) -> None:
+        """Every trial fits the stimulus frames, has its own id, and shares no frame with another."""
         end = self.start_frames + self.n_frames
         if (self.start_frames < 0).any() or (self.n_frames <= 0).any():
             raise InputError("trial table has negative start frames or empty trials", where)
@@ -67,6 +68,40 @@ class TrialTable:
                 f"trial {self.trial_ids[k]} ends at stimulus frame {end[k]}, but only {n_stimulus_frames} frames have timestamps",
                 where,
             )
+        self.check_ids(where)
+        self.check_no_overlap(where)
+
+    def check_ids(self, where=None) -> None:
+        """Ids name trials on disk (``data/videos/{id}.npy``): a repeated id would overwrite a trial."""
+        if (self.trial_ids < 0).any():
+            raise InputError(f"trial ids must be >= 0, got {sorted(set(self.trial_ids[self.trial_ids < 0].tolist()))}", where)
+        ids, counts = np.unique(self.trial_ids, return_counts=True)
+        repeated = ids[counts > 1]
+        if repeated.size:
+            raise InputError(
+                f"trial id(s) {', '.join(str(int(i)) for i in repeated)} appear more than once; each trial needs its own id",
+                where,
+            )
+
+    def check_no_overlap(self, where=None) -> None:
+        """A stimulus frame belongs to one trial at most; a shared frame between a training and a
+        validation/test trial would leak what the model is scored on into its training."""
+        end = self.start_frames + self.n_frames
+        furthest = -1  # among the trials starting earlier, the one that ends last
+        clashes = []
+        for k in np.argsort(self.start_frames, kind="stable"):
+            if furthest >= 0 and self.start_frames[k] < end[furthest]:
+                clashes.append((furthest, k))
+            if furthest < 0 or end[k] > end[furthest]:
+                furthest = k
+        if clashes:
+            described = "; ".join(
+                f"trial {self.trial_ids[a]} ({self.tiers[a]}, frames {self.start_frames[a]}-{end[a] - 1}) and "
+                f"trial {self.trial_ids[b]} ({self.tiers[b]}, frames {self.start_frames[b]}-{end[b] - 1})"
+                for a, b in clashes[:3]
+            )
+            more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+            raise InputError(f"overlapping trials share stimulus frames: {described}{more}", where)
 
 
 def frame_intervals(frame_times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +214,25 @@ def behaviour_on_frames(
     return dict(zip(names, resampled))
 
 
+def _check_movie_length(n_movie: int, n_times: int, allow_unshown: bool, has: str, times: str, where) -> int:
+    """How many movie frames lie after the last timestamp; refused unless ``allow_unshown``.
+
+    One timestamp per shown frame: a movie that is too short cannot be what was shown; one that
+    is too long is either a session stopped early (allowed when the manifest says so) or a
+    timestamp file that lost frames, which would shift every trial silently.
+    """
+    if n_movie < n_times:
+        raise InputError(f"the stimulus movie has {n_movie} frames but {has} {n_times} {times}", where)
+    if n_movie > n_times and not allow_unshown:
+        raise InputError(
+            f"the stimulus movie has {n_movie} frames but {has} only {n_times} {times}: {n_movie - n_times} frames "
+            "have no timestamp (dropped timestamps shift every trial); if the session stopped before the movie "
+            "ended, set allow_unshown_frames = true in [stimulus]",
+            where,
+        )
+    return n_movie - n_times
+
+
 def align_session(
     *,
     traces: Sequence[np.ndarray],
@@ -193,21 +247,20 @@ def align_session(
     behaviour_method: str = "linear",
     name: str = "session",
     source: str | Path | None = None,
+    allow_unshown_frames: bool = False,
 ) -> Recording:
     """Cut a whole session into an aligned :class:`Recording`.
 
     ``traces`` holds one ``(neurons, imaging frames)`` array per plane (deconvolved activity,
     typically suite2p's ``spks``); ``behaviour`` holds ``(times, {channel: values})`` tables,
     each on its own clock. Channels that no table provides are filled with zeros and
-    reported in ``recording.extra["missing_behaviour"]``.
+    reported in ``recording.extra["missing_behaviour"]``. A movie with more frames than timestamps
+    is refused unless ``allow_unshown_frames`` (the session stopped before the movie ended); the
+    frames after the last timestamp are then ignored and counted in ``extra["unshown_stimulus_frames"]``.
     """
     stimulus_times = np.asarray(stimulus_times, dtype=np.float64)
-    if stimulus_frames.shape[0] < stimulus_times.shape[0]:
-        raise InputError(
-            f"the stimulus movie has {stimulus_frames.shape[0]} frames but there are {stimulus_times.shape[0]} "
-            "stimulus frame timestamps",
-            source,
-        )
+    unshown = _check_movie_length(stimulus_frames.shape[0], stimulus_times.shape[0], allow_unshown_frames,
+                                  "there are", "stimulus frame timestamps", source)
     trials.check_against(stimulus_times.shape[0], source)
     offsets = list(plane_offsets) if plane_offsets is not None else [0.0] * len(traces)
     if len(offsets) != len(traces):
@@ -273,7 +326,7 @@ def align_session(
         trial_ids=trials.trial_ids,
         name=name,
         source=Path(source) if source is not None else None,
-        extra={"missing_behaviour": missing},
+        extra={"missing_behaviour": missing, "unshown_stimulus_frames": unshown},
     )
     return recording
 
@@ -293,12 +346,8 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
     n_imaging = traces[0].n_frames if traces else None
     times = session_times(manifest, n_imaging_frames=n_imaging, n_movie_frames=movie.n_frames)
     stimulus_times, imaging_times = times.stimulus, times.imaging
-    if movie.n_frames < stimulus_times.size:
-        raise InputError(
-            f"the stimulus movie has {movie.n_frames} frames but {times.stimulus_source.name} has "
-            f"{stimulus_times.size} timestamps",
-            manifest.stimulus_movie,
-        )
+    _check_movie_length(movie.n_frames, stimulus_times.size, manifest.allow_unshown_frames,
+                        f"{times.stimulus_source.name} has", "timestamps", manifest.stimulus_movie)
     trials = TrialTable.read_csv(manifest.trials)
     trials.check_against(stimulus_times.size, manifest.trials)
     tables = [read_behaviour(p, columns=manifest.behaviour_columns) for p in manifest.behaviour_files]
@@ -326,6 +375,7 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
         behaviour_method=manifest.behaviour_method,
         name=manifest.name,
         source=manifest.path,
+        allow_unshown_frames=manifest.allow_unshown_frames,
     )
     if times.sync_report is not None:
         recording.extra["sync"] = times.sync_report.to_dict()

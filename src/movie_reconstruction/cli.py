@@ -1,7 +1,8 @@
 """``movie-recon``: the command line front end. Each subcommand calls the same core functions
 (:mod:`movie_reconstruction.pipeline`) as the napari widgets.
 
-Exit codes: 0 success; 1 bad input (one line on stderr naming the file and the problem);
+Exit codes: 0 success; 1 bad input, an unwritable place or a results folder in use by another
+run (one line on stderr naming the file and the problem);
 2 usage error; 3 some tasks failed (the finished ones are kept; re-run to retry the rest);
 4 an unexpected error (one line; ``--debug`` shows the traceback); 130 interrupted.
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import functools
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -111,10 +115,11 @@ def _settings(args, base=None):
     return settings
 
 
-def _results_for_writing(path, argv=None):
+def _results_for_writing(path, *, create: bool = True):
+    """The results folder, locked against other writers for the command's ``with`` block."""
     from .results import ResultsFolder
 
-    return ResultsFolder.create(path, command=["movie-recon", *(argv or sys.argv[1:])])
+    return ResultsFolder.writing(path, command=["movie-recon", *sys.argv[1:]], create=create)
 
 
 def _print_summary(summary, results_path: Path) -> int:
@@ -176,19 +181,30 @@ def _cmd_demo(args) -> int:
                                  command=["movie-recon", *sys.argv[1:]]), args)
     code = _print_summary(result.reconstruction, result.results)
     if result.controls:
-        verdict = "beats every control" if result.controls.get("beats_controls") else "does NOT beat every control"
-        print(f"the reconstruction {verdict} (real r = {result.controls['rows'][0]['mean_r']:.3f})")
+        print(result.controls.get("verdict_table", ""))
     print(f"total {result.timings.get('total', 0):.0f} s")
     print(f"report: {result.report}")
     return code
 
 
+def _require_existing(paths) -> None:
+    """Missing input is named first, before any other complaint and before anything is written."""
+    for path in paths:
+        if path is not None and not Path(path).exists():
+            raise InputError("not found", path)
+
+
 def _cmd_extract(args) -> int:
+    _require_existing(args.inputs)
+    with _results_for_writing(args.output) as results:
+        return _extract(args, results)
+
+
+def _extract(args, results) -> int:
     from .pipeline import extract_stage
 
-    results = _results_for_writing(args.output)
-    settings = _settings(args)
     inputs = [Path(p) for p in args.inputs]
+    settings = _settings(args)
     if len(inputs) == 1 and (inputs[0].suffix == ".toml" or (inputs[0].is_dir() and any(inputs[0].glob("*.toml")))):
         traces = _drive(extract_stage(results, inputs[0], settings), args)
     else:
@@ -213,9 +229,14 @@ def _cmd_extract(args) -> int:
 
 
 def _cmd_build(args) -> int:
+    _require_existing([args.manifest, args.suite2p])
+    with _results_for_writing(args.output) as results:
+        return _build(args, results)
+
+
+def _build(args, results) -> int:
     from .pipeline import build_stage
 
-    results = _results_for_writing(args.output)
     traces = None
     if args.suite2p is not None:
         from .io.suite2p_folder import read_suite2p_folder
@@ -241,9 +262,8 @@ def _cmd_export_nwb(args) -> int:
 def _cmd_train(args) -> int:
     from .pipeline import train_stage
 
-    results = _results_for_writing(args.results)
     settings = _settings(args)
-    with _client(args) as client:
+    with _results_for_writing(args.results) as results, _client(args) as client:
         checkpoints = _drive(train_stage(results, settings, recording_path=args.recording, client=client), args)
     from .results import load_results
 
@@ -257,29 +277,38 @@ def _cmd_train(args) -> int:
 def _cmd_reconstruct(args) -> int:
     from .pipeline import controls_stage, reconstruct_stage, report_stage
 
-    results = _results_for_writing(args.results)
     settings = _settings(args)
-    with _client(args) as client:
-        summary = _drive(reconstruct_stage(results, settings, recording_path=args.recording, client=client), args)
-        code = _print_summary(summary, results.path)
-        if code == EXIT_OK and settings.controls:
-            if len(summary.trial_ids) < 2:
-                print("controls skipped: they need at least two trials", file=sys.stderr)
-            else:
-                controls = _drive(controls_stage(results, settings, recording_path=args.recording, client=client), args)
-                print(controls["markdown"])
-    if args.report:
-        print(f"report: {_drive(report_stage(results), args)}")
+    with _results_for_writing(args.results) as results:
+        with _client(args) as client:
+            summary = _drive(reconstruct_stage(results, settings, recording_path=args.recording, client=client), args)
+            code = _print_summary(summary, results.path)
+            if code == EXIT_OK and settings.controls:
+                if len(summary.trial_ids) < 2:
+                    print("controls skipped: they need at least two trials", file=sys.stderr)
+                else:
+                    controls = _drive(controls_stage(results, settings, recording_path=args.recording, client=client), args)
+                    print(controls["markdown"])
+        stale = (results.read_controls() or {}).get("stale")
+        if stale:
+            print(f"controls.json is stale: it was computed from earlier reconstructions of trial(s) {stale}; "
+                  "re-run the controls", file=sys.stderr)
+        if args.report:
+            print(f"report: {_drive(report_stage(results), args)}")
     return code
 
 
 def _cmd_evaluate(args) -> int:
+    with _results_for_writing(args.results, create=False) as folder:
+        return _evaluate(args, folder)
+
+
+def _evaluate(args, folder) -> int:
     import numpy as np
 
     from .reconstruct.metrics import score_movie
-    from .results import ResultsFolder, load_results
+    from .results import load_results
 
-    folder = ResultsFolder.open(args.results)
+    sources = folder.trial_sources()  # the files scored below (the lock keeps them as they are)
     results = load_results(folder.path)
     if not results.trials:
         raise InputError("no reconstructed trials to evaluate (run `movie-recon reconstruct` first)", folder.path)
@@ -297,8 +326,11 @@ def _cmd_evaluate(args) -> int:
                "convention": "Pearson r over pixels with alpha >= 1 x frames, first frames dropped (Bauer et al. 2025)"}
     if args.encoders:
         summary["encoders"] = _evaluate_encoders(folder, args)
-    folder.write_metrics(rows, summary)
+    folder.write_metrics(rows, summary, {t.trial_id: sources[t.trial_id] for t in results.trials})
     print(f"mean masked r = {summary['mean_correlation']:.3f} over {len(rows)} trial(s); metrics: {folder.path / 'metrics.csv'}")
+    from .evaluation import evaluate_results
+
+    print("\n".join(evaluate_results(folder.path, drop_frames=args.drop_frames).verdict_lines()))
     return EXIT_OK
 
 
@@ -320,8 +352,16 @@ def _cmd_report(args) -> int:
     from .report import write_report
     from .results import ResultsFolder
 
+    from .errors import check_writable
+
     folder = ResultsFolder.open(args.results)
-    path = write_report(folder.path, args.output)
+    output = Path(args.output) if args.output is not None else folder.report_path
+    if output.absolute().parent != folder.path.absolute():  # writes elsewhere: the folder is only read
+        check_writable(output.parent)
+        path = write_report(folder.path, output)
+    else:
+        with _results_for_writing(folder.path, create=False):
+            path = write_report(folder.path, output)
     print(f"report: {path}")
     return EXIT_OK
 
@@ -485,7 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score the reconstructions (and optionally the encoders)",
                        description="Re-score the stored reconstructions against their stimuli (masked correlation, "
-                                   "SSIM) and rewrite RESULTS/metrics.csv and metrics.json.",
+                                   "SSIM, static and moving parts), test them against each control, identify each "
+                                   "trial's stimulus among distractors, and rewrite RESULTS/metrics.json, "
+                                   "controls.json and reliability_map.npy (schema: docs/reconstruction.md).",
                        epilog="Examples:\n  movie-recon evaluate results/\n  movie-recon evaluate results/ --encoders")
     p.add_argument("results", type=Path, help="results folder")
     p.add_argument("--drop-frames", type=int, default=30, help="frames dropped at the start of each trial (default 30)")
@@ -510,11 +552,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    _configure_console(args.verbose)
+    with warnings.catch_warnings():  # scoped, so that main() called in-process leaves no filters behind
+        _configure_console(args.verbose)
+        warnings.showwarning = functools.partial(_show_warning, args.command, warnings.showwarning)
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"movie-recon {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        if exc.errno not in _PLACE_ERRORS:
+            return _unexpected(args, exc)
+        # the machine's files, not a bug: a full disk, a read-only mount, a permission
+        print(f"movie-recon {args.command}: {exc.filename or '?'}: {exc.strerror}", file=sys.stderr)
         return EXIT_INPUT
     except Exception as exc:
         from .distributed import TasksFailed
@@ -526,6 +580,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"movie-recon {args.command}: interrupted (finished work is kept; re-run to resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+_PLACE_ERRORS = {getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR",
+                                                  "ENAMETOOLONG") if hasattr(errno, name)}
+
+
+def _show_warning(command, show, message, category, filename, lineno, file=None, line=None):
+    """Our own warnings (a stale lock taken over, a member left out) as one line each."""
+    from .errors import RunWarning
+
+    if issubclass(category, RunWarning):
+        print(f"movie-recon {command}: warning: {message}", file=sys.stderr)
+    else:
+        show(message, category, filename, lineno, file, line)
 
 
 def _unexpected(args, exc: Exception) -> int:

@@ -40,6 +40,7 @@ import numpy as np
 from . import _atomic
 from ._json import jsonable
 from .errors import InputError
+from .io.safe_npy import load_record
 from .io.tiff import pages_to_frames
 from .progress import Job, Progress
 from .traces import Traces
@@ -649,7 +650,7 @@ def _run_planes(staging: Path, settings: dict, nplanes: int, torch_device, ident
                 plan["step"] += per_plane
                 continue
             plane_dir = staging / f"plane{plane}"
-            db = np.load(plane_dir / "db.npy", allow_pickle=True).item()
+            db = load_record(plane_dir / "db.npy")  # a resumed folder may come from elsewhere: data only
             plane_settings = copy.deepcopy(settings)
 
             if settings["run"]["do_registration"] and "registration" not in done:
@@ -710,7 +711,7 @@ def _pipeline(db: dict, settings: dict, run_registration: bool, torch_device, Bi
         "no ROIs found in plane %s; try a lower threshold_scaling, another diameter or tau*fs", db.get("iplane", 0)
     )
     reg_path = Path(db["save_path"]) / "reg_outputs.npy"
-    reg_outputs = np.load(reg_path, allow_pickle=True).item() if reg_path.exists() else None
+    reg_outputs = load_record(reg_path) if reg_path.exists() else None
     return (reg_outputs, None, None, None, None, None, None, None, None, None, None, {})
 
 
@@ -740,7 +741,7 @@ def _relocate_paths(folder: Path, staging: Path, final: Path) -> None:
         path = folder / name
         if not path.is_file():
             continue
-        record = np.load(path, allow_pickle=True).item()
+        record = load_record(path)
         for key in _PATH_KEYS:
             value = record.get(key)
             if isinstance(value, str) and value.startswith(old_root):

@@ -9,7 +9,8 @@ returns a typed result, writing into a :class:`~movie_reconstruction.results.Res
     build_stage         -> Recording                 aligned, saved as results/recording
     train_stage         -> list[Path]                ensemble checkpoints + transparency mask
     reconstruct_stage   -> ReconstructionSummary     test trials, resumable, per-trial files
-    controls_stage      -> dict                      controls table + neuron-count curve
+    controls_stage      -> dict                      controls table + neuron-count curve (+ control movies)
+    evaluate_stage      -> Evaluation                verdicts, identification, resolution, reliability map
     report_stage        -> Path                      report.html
 
 ``run_session`` chains extract -> report for a session manifest; ``run_demo`` simulates a
@@ -21,6 +22,7 @@ finest and reconstruction previews come through for live display.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -127,6 +129,18 @@ def _timed(results: ResultsFolder, stage: str, timings: dict | None = None):
     return finish
 
 
+def _writes_results(stage):
+    """Run the stage holding the results folder's writer lock (re-entrant: a whole run holds it
+    too), so that no other run writes into the folder meanwhile."""
+
+    @functools.wraps(stage)
+    def locked(results: ResultsFolder, *args, **kwargs):
+        with results.lock():
+            return (yield from stage(results, *args, **kwargs))
+
+    return locked
+
+
 def _device_name(device: str | None) -> str:
     from .device import describe, pick_device
 
@@ -134,6 +148,7 @@ def _device_name(device: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ stages
+@_writes_results
 def simulate_stage(results: ResultsFolder, preset: str = "quick", seed: int = 0) -> Job:
     """Simulate a session into ``results/session`` (reused when it is already there)."""
     from .simulate import SimulatedSession, SimulationConfig, simulate_session_job
@@ -160,6 +175,7 @@ def _hints(manifest_path: Path) -> dict:
     return {}
 
 
+@_writes_results
 def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: PipelineSettings) -> Job:
     """Traces for the session: its own suite2p folder if the manifest names one, else suite2p on the raw stack."""
     from .extract import extract_traces, small_fov_overrides
@@ -189,10 +205,18 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
     if not traces or sum(t.n_cells for t in traces) == 0:
         raise InputError("suite2p found no cells; try another diameter, tau or cell_threshold", manifest.raw[0] if manifest.raw else manifest.path)
     results.write_rois(traces)
-    finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces])
+    finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces], **_outside_paths(manifest))
     return traces
 
 
+def _outside_paths(manifest) -> dict:
+    """For the provenance: the paths a manifest was explicitly allowed to take from outside its folder."""
+    if not manifest.outside_paths:
+        return {}
+    return {"paths_outside_manifest_folder": sorted({str(p) for p in manifest.outside_paths})}
+
+
+@_writes_results
 def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, settings: PipelineSettings | None = None,
                 *, nwb_options: dict | None = None) -> Job:
     """Align traces and behaviour onto the stimulus frames; save as ``results/recording`` (Sensorium layout).
@@ -228,7 +252,8 @@ def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, 
         yield Progress("build", 2, 2, recording.extra["sync_line"])
     finish(settings={"signal": settings.signal, "behaviour_method": manifest.behaviour_method},
            inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []),
-           sync=recording.extra.get("sync"), sync_summary=recording.extra.get("sync_summary"))
+           sync=recording.extra.get("sync"), sync_summary=recording.extra.get("sync_summary"),
+           unshown_stimulus_frames=int(recording.extra.get("unshown_stimulus_frames", 0)), **_outside_paths(manifest))
     return read_sensorium(results.recording_dir)
 
 
@@ -267,6 +292,7 @@ def open_recording(path: str | Path):
     return read_sensorium(path)
 
 
+@_writes_results
 def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None) -> Job:
     """Train the ensemble (members are tasks), save checkpoints and the ensemble's transparency mask."""
     from .distributed import Task, train_member, train_member_job
@@ -396,6 +422,7 @@ def _reconstruction_inputs(results: ResultsFolder, settings: PipelineSettings, r
     return recording, blobs, _load_mask(results), reconstruction_config(settings), _select_trials(recording, settings.trials)
 
 
+@_writes_results
 def reconstruct_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
 ) -> Job[ReconstructionSummary]:
@@ -451,6 +478,7 @@ def reconstruct_stage(
                   "workers": [m.worker for m in members]},
         )
         del pending[position]
+        results.refresh_summaries()  # metrics follow every trial; controls made from its old version go stale
 
     tasks = [
         Task((p, m), reconstruct_member, reconstruct_member_job, (blobs[m], trials[p], config, alpha),
@@ -461,7 +489,7 @@ def reconstruct_stage(
     report = yield from _relabel_tasks(tasks, on_done, client, settings.retries, "reconstruct")
     failed = [f"{f.label}: {f.error}" for f in report.failed]
     done = results.finished_trials(identity)
-    _write_metrics(results, done)
+    results.refresh_summaries()
     finish(settings={"reconstruction": config.to_dict(), "trials": sorted(wanted_ids), "identity": identity},
            seeds={"reconstruction": config.seed}, device=_device_name(settings.device), where=report.where,
            failed=failed)
@@ -472,25 +500,7 @@ def reconstruct_stage(
     )
 
 
-def _write_metrics(results: ResultsFolder, finished: dict[int, dict]) -> dict:
-    rows = [
-        {"trial_id": tid, "tier": meta.get("tier"), "correlation": meta["correlation"], "ssim": meta.get("ssim"),
-         "members": meta.get("members"), "frames": meta.get("frames"),
-         "iterations": max(meta.get("iterations", [0]) or [0])}
-        for tid, meta in sorted(finished.items())
-    ]
-    corr = [r["correlation"] for r in rows]
-    summary = {
-        "trials": len(rows),
-        "mean_correlation": float(np.mean(corr)) if corr else None,
-        "median_correlation": float(np.median(corr)) if corr else None,
-        "mean_ssim": float(np.mean([r["ssim"] for r in rows if r["ssim"] is not None])) if rows else None,
-        "convention": "Pearson r over pixels with alpha >= 1 x frames, first 30 frames dropped (Bauer et al. 2025)",
-    }
-    results.write_metrics(rows, summary)
-    return summary
-
-
+@_writes_results
 def controls_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
 ) -> Job[dict]:
@@ -513,6 +523,7 @@ def controls_stage(
     if len(positions) < 2:
         raise InputError("controls need at least two reconstructed trials (the shuffled control pairs them)", results.path)
     trials = [recording.trial(p) for p in positions]
+    sources = results.trial_sources()  # what the controls are computed from (the lock keeps it so)
     real_movies = [results.read_trial(t.trial_id).reconstruction for t in trials]
 
     def score(movies):
@@ -567,29 +578,42 @@ def controls_stage(
     def movies_of(name):
         return [combine_members([collected[(name, i)][m] for m in range(len(blobs))], config) for i in range(len(trials))]
 
+    control_movies = {name: movies_of(name) for name in variants}
+    for name, movies in control_movies.items():  # kept: evaluate tests them against the real reconstructions
+        for trial, movie in zip(trials, movies):
+            results.write_control_movie(name, trial.trial_id, movie)
     rows = [ControlRow("shuffled", score([real_movies[(i + 1) % len(trials)] for i in range(len(trials))]), float(real.mean()))]
-    rows += [ControlRow(name, score(movies_of(name)), float(real.mean())) for name in variants]
+    rows += [ControlRow(name, score(control_movies[name]), float(real.mean())) for name in variants]
     curve = [(count, score(movies_of(f"{count} neurons"))) for count in counts] + [(n_neurons, real)]
     table = ControlTable(real, rows, curve)
     data = {
         "trial_ids": [t.trial_id for t in trials],
+        "sources": {str(t.trial_id): sources[t.trial_id] for t in trials},
         "real_per_trial": real.tolist(),
         "rows": table.rows(),
         "per_trial": {row.name: row.per_trial.tolist() for row in rows},
         "neuron_curve": [{"neurons": int(n), "mean_r": float(np.mean(v)), "per_trial": np.asarray(v).tolist()} for n, v in curve],
-        "all_pass": table.all_pass,
-        # the pass rule alone is met by any reconstruction when every score is near zero; beating the
-        # controls also needs the real reconstruction to score above every one of them
-        "beats_controls": bool(table.all_pass and all(float(real.mean()) > row.mean for row in rows)),
-        "rule": "a control passes when its mean r is <= 0.1 or <= 1/3 of the real reconstruction's",
         "markdown": table.to_markdown(),
     }
-    results.write_controls(data)
-    finish(settings={"neuron_counts": list(counts), "controls": ["shuffled", *variants]}, where=report.where,
-           all_pass=table.all_pass)
+    results.write_controls(data)  # the verdicts are added by evaluate_stage, which tests the saved movies
+    finish(settings={"neuron_counts": list(counts), "controls": ["shuffled", *variants]}, where=report.where)
     return data
 
 
+@_writes_results
+def evaluate_stage(results: ResultsFolder, settings: PipelineSettings) -> Job:
+    """Statistics of the reconstructions and controls: verdicts, identification, resolution, reliability map."""
+    from .evaluation import evaluate_results
+
+    finish = _timed(results, "evaluate")
+    yield Progress("evaluate", 0, 1, "statistics of the reconstructions and controls")
+    evaluation = evaluate_results(results.path, seed=settings.seed)
+    yield Progress("evaluate", 1, 1, evaluation.overall.sentence if evaluation.overall else "no controls to judge")
+    finish(overall=evaluation.overall.verdict if evaluation.overall else None)
+    return evaluation
+
+
+@_writes_results
 def report_stage(results: ResultsFolder) -> Job[Path]:
     from .report import write_report
 
@@ -612,12 +636,12 @@ def run_session(
 ) -> Job[PipelineResult]:
     """Session manifest -> traces -> recording -> ensemble -> reconstructions -> controls -> report."""
     settings = settings or PipelineSettings()
-    results = ResultsFolder.create(results_dir, command=command)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    traces = yield from extract_stage(results, manifest, settings)
-    yield from build_stage(results, manifest, traces, settings)
-    return (yield from _model_to_report(results, settings, client, timings, started))
+    with ResultsFolder.writing(results_dir, command=command) as results:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        traces = yield from extract_stage(results, manifest, settings)
+        yield from build_stage(results, manifest, traces, settings)
+        return (yield from _model_to_report(results, settings, client, timings, started))
 
 
 def _model_to_report(results, settings, client, timings, started) -> Job[PipelineResult]:
@@ -625,7 +649,10 @@ def _model_to_report(results, settings, client, timings, started) -> Job[Pipelin
     summary = yield from reconstruct_stage(results, settings, client=client)
     controls = None
     if settings.controls and summary.ok and len(summary.trial_ids) >= 2:
-        controls = yield from controls_stage(results, settings, client=client)
+        yield from controls_stage(results, settings, client=client)
+    if summary.correlations:
+        yield from evaluate_stage(results, settings)
+        controls = results.read_controls()
     report = None
     if settings.report:
         report = yield from report_stage(results)
@@ -645,12 +672,12 @@ def run_demo(
 ) -> Job[PipelineResult]:
     """The whole pipeline on a simulated session (``quick``: the two-minute version)."""
     settings = settings or PipelineSettings.demo(quick)
-    results = ResultsFolder.create(results_dir, command=command)
-    started = time.perf_counter()
-    session = yield from simulate_stage(results, "quick" if quick else "default", settings.seed)
-    traces = yield from extract_stage(results, session.manifest, settings)
-    yield from build_stage(results, session.manifest, traces, settings)
-    return (yield from _model_to_report(results, settings, client, {}, started))
+    with ResultsFolder.writing(results_dir, command=command) as results:
+        started = time.perf_counter()
+        session = yield from simulate_stage(results, "quick" if quick else "default", settings.seed)
+        traces = yield from extract_stage(results, session.manifest, settings)
+        yield from build_stage(results, session.manifest, traces, settings)
+        return (yield from _model_to_report(results, settings, client, {}, started))
 
 
 def with_changes(settings: PipelineSettings, **changes) -> PipelineSettings:

@@ -147,6 +147,9 @@ class Recording:
         self.trial_ids = np.arange(n) if self.trial_ids is None else np.asarray(self.trial_ids)
         if self.trial_ids.shape != (n,):
             raise InputError(f"expected {n} trial ids, got shape {self.trial_ids.shape}", self.source)
+        ids, counts = np.unique(self.trial_ids, return_counts=True)
+        if (counts > 1).any():  # trials are stored and looked up by id: a repeat would hide one
+            raise InputError(f"trial id(s) {', '.join(str(i) for i in ids[counts > 1].tolist())} appear more than once", self.source)
         self.behavior_channels = tuple(self.behavior_channels)
         if not np.isfinite(self.frame_rate) or self.frame_rate <= 0:
             raise InputError(f"frame rate must be positive, got {self.frame_rate}", self.source)

@@ -198,7 +198,7 @@ h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right;font-size:.92em}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#087f23;font-weight:600}
 .fail{color:#b00020;font-weight:600}.verdict{font-size:1.1em;padding:.6em 1em;border-radius:6px;display:inline-block}
-.good{background:#e6f4ea}.bad{background:#fdecea}.muted{color:#666;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
+.good{background:#e6f4ea}.bad{background:#fdecea}.unclear{background:#fff4d6}.muted{color:#666;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
 details{margin:.6em 0}summary{cursor:pointer}
 """
 
@@ -211,8 +211,8 @@ def _table(rows: list[dict], columns: list[str], formats: dict | None = None) ->
         cells = []
         for c in columns:
             value = row.get(c)
-            if c == "passes" and value:
-                cls = "pass" if value == "yes" else "fail"
+            if c == "verdict" and value in ("beaten", "not beaten"):
+                cls = "pass" if value == "beaten" else "fail"
                 cells.append(f'<td class="{cls}">{html.escape(str(value))}</td>')
                 continue
             if isinstance(value, float):
@@ -236,6 +236,8 @@ def render_report(results: Results) -> str:
 
     # ---------------------------------------------------------------- summary
     parts.append("<h2>Summary</h2>")
+    for warning in results.warnings:
+        parts.append(f"<p class='verdict bad'>Warning: {html.escape(warning)}.</p>")
     if trials:
         corr = np.array([t.correlation for t in trials])
         parts.append(f"<p>{len(trials)} trial(s) reconstructed by an ensemble of {trials[0].members} encoder(s). "
@@ -243,19 +245,13 @@ def render_report(results: Results) -> str:
                      f"(range {corr.min():.3f} to {corr.max():.3f}).</p>")
     else:
         parts.append("<p>No reconstructed trials in this folder yet.</p>")
+    from .report_statistics import detail_tables, verdict_section
+
     controls = results.controls
-    if controls:
-        real = controls["rows"][0]["mean_r"]
-        worst = max((r for r in controls["rows"][1:]), key=lambda r: r["mean_r"], default=None)
-        beats = controls.get("beats_controls", controls.get("all_pass")) and all(
-            real > r["mean_r"] for r in controls["rows"][1:])
-        if beats:
-            parts.append(f"<p class='verdict good'>The reconstruction beats every control: real r = {real:.3f}; "
-                         f"best control ({html.escape(worst['condition'])}) r = {worst['mean_r']:.3f}.</p>")
-        else:
-            failing = [r["condition"] for r in controls["rows"][1:] if r.get("passes") == "NO" or r["mean_r"] >= real]
-            parts.append(f"<p class='verdict bad'>The reconstruction does NOT beat all controls "
-                         f"(failing: {html.escape(', '.join(failing))}); read it with care.</p>")
+    if controls and controls.get("stale"):
+        parts.append("<p class='verdict bad'>The controls below are out of date (see the warning above): no verdict.</p>")
+    else:
+        parts += verdict_section(controls, (results.metrics or {}).get("summary", {}).get("statistics"), results)
     parts.append("<p class='muted'>Convention (Bauer, Margrie &amp; Clopath, eLife 2025): one Pearson correlation over all "
                  "pixels inside the evaluation mask (alpha &ge; 1, yellow outline) × all frames of a movie, "
                  "after dropping the first 30 frames, which no response can explain yet.</p>")
@@ -282,9 +278,10 @@ def render_report(results: Results) -> str:
     parts.append("<h2>Controls and the neuron-count curve</h2>")
     if controls:
         parts.append("<p class='muted'>Each control reconstructs from responses that carry no information about this "
-                     "movie (or pairs the movie with another trial's reconstruction). "
-                     + html.escape(controls.get("rule", "")) + ".</p>")
-        parts.append(_table(controls["rows"], ["condition", "mean_r", "margin", "control/real", "passes"]))
+                     "movie (or pairs the movie with another trial's reconstruction). The verdict column is the "
+                     "statistical verdict of the summary (docs/reconstruction.md, \"Verdicts\").</p>")
+        parts.append(_table(controls["rows"], ["condition", "mean_r", "margin", "control/real", "verdict"]))
+        parts += detail_tables(controls, (results.metrics or {}).get("summary", {}).get("statistics"))
         curve = neuron_curve_figure(controls)
         if curve:
             parts.append(_img(curve, "neuron-count curve", "520px"))

@@ -17,26 +17,34 @@ Layout::
     reconstructions/trial_{id}/     stimulus.tif and reconstruction.tif ((T, H, W) float32 grey
                                     levels, ImageJ hyperstacks), member_movies.npy and trial.json
                                     (scores, per-frame correlation, losses, settings identity)
-    metrics.csv, metrics.json       one row per reconstructed trial, plus the summary
-    controls.json, controls.csv     the controls table and the neuron-count curve
+    metrics.csv, metrics.json       one row per reconstructed trial, plus the summary and the
+                                    hashes of the trial.json files they came from ("sources")
+    controls.json, controls.csv     the controls table and the neuron-count curve, with their
+                                    sources; "stale" lists trials reconstructed again since
     report.html                     the self-contained report
+    .lock                           while a run writes here: its pid, host, start and command
+                                    (movie_reconstruction._lock)
 
 Every file is written atomically (``movie_reconstruction._atomic``); a trial folder appears
 complete or not at all, which is what lets a re-run resume: a trial whose ``trial.json``
-exists and was made with the same models and settings is not redone.
+exists and was made with the same models and settings is not redone. Summaries are derived
+from the trial files and checked against them by every reader, so an interruption between a
+trial and its summary never shows a score that disagrees with the trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import math
 import platform
+import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,8 @@ import numpy as np
 
 from . import __version__, _atomic
 from ._json import jsonable
-from .errors import InputError
+from ._lock import LOCK_FILE, folder_lock
+from .errors import InputError, OutputError, check_writable
 
 FORMAT = "movie-reconstruction-results"
 FORMAT_VERSION = 1
@@ -61,6 +70,7 @@ METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
 CONTROLS_JSON = "controls.json"
 CONTROLS_CSV = "controls.csv"
+CONTROL_MOVIES = "controls"
 REPORT = "report.html"
 TRIAL_JSON = "trial.json"
 
@@ -175,6 +185,8 @@ class Results:
     rois: dict[int, dict[str, np.ndarray]]  # plane -> {"mean_image", "labels"}
     checkpoints: list[Path]
     report: Path | None
+    # what a reader must be told: members left out (they cannot be loaded), stale controls
+    warnings: list[str] = field(default_factory=list)
 
     def trial(self, trial_id: int) -> TrialResult:
         for t in self.trials:
@@ -196,19 +208,67 @@ class ResultsFolder:
         """Open ``path`` for writing: a new folder, or an existing results folder (to resume).
 
         An existing folder that is not empty and holds no ``provenance.json`` of ours is refused,
-        so a typo cannot write results into someone's data folder.
+        so a typo cannot write results into someone's data folder. A place that cannot be
+        written raises :class:`~movie_reconstruction.errors.OutputError`. Runs go through
+        :meth:`writing`, which also takes the folder's lock.
+        """
+        folder = cls._prepare(path)
+        folder._start_provenance(command)
+        return folder
+
+    @classmethod
+    @contextlib.contextmanager
+    def writing(cls, path: str | Path, *, command: Sequence[str] | None = None, create: bool = True
+                ) -> Iterator[ResultsFolder]:
+        """The folder of a run that writes: created (``create``) or opened, locked against other
+        writers for the ``with`` block (see :mod:`movie_reconstruction._lock`), with its summaries
+        brought in line with the trials on disk first (a crashed run may have left them behind).
+
+        A folder this run created is removed again when the run fails before writing anything
+        but its provenance, so a failed command leaves nothing behind.
         """
         path = Path(path)
+        if not create:
+            cls.open(path)
+        check_writable(path)  # before any work: a read-only place fails now, not after the computing
+        created = _first_missing(path)
+        folder = cls._prepare(path) if create else cls(path)
+        try:
+            with folder.lock(command):
+                if create:
+                    folder._start_provenance(command)
+                folder.refresh_summaries()
+                yield folder
+        except BaseException:
+            if created is not None:
+                folder._remove_if_unused(created)
+            raise
+
+    def lock(self, command: Sequence[str] | None = None):
+        """A ``with`` block holding this folder's writer lock (re-entrant in the holding thread)."""
+        return folder_lock(self.path, command)
+
+    @classmethod
+    def _prepare(cls, path: str | Path) -> ResultsFolder:
+        path = Path(path)
         if path.exists() and not path.is_dir():
-            raise InputError("results path exists and is not a folder", path)
-        folder = cls(path)
-        if path.exists() and any(path.iterdir()) and not (path / PROVENANCE).exists():
+            raise OutputError("results path exists and is not a folder", path)
+        if path.exists() and any(p.name != LOCK_FILE for p in path.iterdir()) and not (path / PROVENANCE).exists():
             raise InputError("folder is not empty and is not a results folder; choose a new or empty folder", path)
-        path.mkdir(parents=True, exist_ok=True)
-        if not (path / PROVENANCE).exists():
-            now = _now()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError.from_os_error(exc, path) from None
+        return cls(path)
+
+    def _start_provenance(self, command: Sequence[str] | None) -> None:
+        if (self.path / PROVENANCE).exists():
+            self.provenance()  # checks the format
+            return
+        now = _now()
+        try:
             write_json(
-                path / PROVENANCE,
+                self.path / PROVENANCE,
                 {
                     "format": FORMAT,
                     "format_version": FORMAT_VERSION,
@@ -224,9 +284,23 @@ class ResultsFolder:
                     "stages": {},
                 },
             )
-        else:
-            folder.provenance()  # checks the format
-        return folder
+        except OSError as exc:
+            raise OutputError.from_os_error(exc, self.path) from None
+
+    def _remove_if_unused(self, created: Path) -> None:
+        """Remove this folder (and the empty folders above it up to ``created``) when it holds
+        nothing but its provenance: a run that failed before producing anything."""
+        leftovers = {p.name for p in self.path.iterdir()} if self.path.is_dir() else set()
+        if not leftovers <= {PROVENANCE, LOCK_FILE}:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        here, created = self.path.absolute(), created.absolute()
+        while here != created:
+            here = here.parent
+            try:
+                here.rmdir()  # only while empty
+            except OSError:
+                break
 
     @classmethod
     def open(cls, path: str | Path) -> ResultsFolder:
@@ -304,10 +378,41 @@ class ResultsFolder:
         return self.models_dir / f"model_{k}"
 
     def checkpoints(self) -> list[Path]:
+        """The ensemble's checkpoint folders, in member order.
+
+        A ``models/model_*`` entry that is not a checkpoint folder (a stray file, a link to some
+        other folder, one without ``config.json``) raises :class:`InputError` naming it: a member
+        is never left out of an ensemble silently. Readers that can go on without it use
+        :meth:`members`.
+        """
+        members, problems = self.members()
+        if problems:
+            path, problem = next(iter(problems.items()))
+            raise InputError(f"ensemble member cannot be used ({problem}); remove it, or re-run "
+                             "`movie-recon train --overwrite`", path)
+        return members
+
+    def members(self, *, verify: bool = False) -> tuple[list[Path], dict[Path, str]]:
+        """``(usable checkpoint folders, {model_* entry: why it cannot be used})``. With ``verify``,
+        each checkpoint's files are also checked against their hashes (as reconstruction does)."""
         if not self.models_dir.is_dir():
-            return []
-        found = [p for p in self.models_dir.iterdir() if p.is_dir() and p.name.startswith("model_") and (p / "config.json").is_file()]
-        return sorted(found, key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else 1 << 30)
+            return [], {}
+        entries = sorted((p for p in self.models_dir.iterdir() if p.name.startswith("model_")),
+                         key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else 1 << 30)
+        usable, problems = [], {}
+        for entry in entries:
+            if not entry.is_dir():
+                problems[entry] = "not a folder" if entry.exists() else "a broken link"
+            elif not (entry / "config.json").is_file():
+                problems[entry] = "not an encoder checkpoint: config.json is missing" + \
+                    (f" in {entry.resolve()}, where it links" if entry.is_symlink() else "")
+            else:
+                problem = _checkpoint_problem(entry) if verify else None
+                if problem:
+                    problems[entry] = problem
+                else:
+                    usable.append(entry)
+        return usable, problems
 
     def trial_dir(self, trial_id: int) -> Path:
         return self.path / RECONSTRUCTIONS / f"trial_{int(trial_id):04d}"
@@ -337,6 +442,15 @@ class ResultsFolder:
     # ---------------------------------------------------------------- trials
     def finished_trials(self, identity: str | None = None) -> dict[int, dict]:
         """``{trial_id: trial.json}`` of the finished trials (made with ``identity``, when given)."""
+        return {tid: meta for tid, (meta, _) in self._scan_trials().items()
+                if identity is None or meta.get("identity") == identity}
+
+    def trial_sources(self) -> dict[int, str]:
+        """``{trial_id: hash of its trial.json}``: which reconstructions are on disk now. Summaries
+        carry the sources they were computed from, so that a stale one can be told apart."""
+        return {tid: digest for tid, (_, digest) in self._scan_trials().items()}
+
+    def _scan_trials(self) -> dict[int, tuple[dict, str]]:
         root = self.path / RECONSTRUCTIONS
         out = {}
         if not root.is_dir():
@@ -345,9 +459,9 @@ class ResultsFolder:
             meta_path = folder / TRIAL_JSON
             if not meta_path.is_file():
                 continue
-            meta = read_json(meta_path)
-            if identity is None or meta.get("identity") == identity:
-                out[int(meta["trial_id"])] = meta
+            data = meta_path.read_bytes()
+            meta = _parse_json(data, meta_path)
+            out[int(meta["trial_id"])] = (meta, hashlib.sha256(data).hexdigest()[:16])
         return out
 
     def write_trial(
@@ -401,18 +515,23 @@ class ResultsFolder:
         meta = read_json(folder / TRIAL_JSON)
         return _trial_from(folder, meta)
 
-    def write_metrics(self, rows: list[dict], summary: dict) -> None:
+    def write_metrics(self, rows: list[dict], summary: dict, sources: dict[int, str] | None = None) -> None:
+        """``metrics.csv`` and ``metrics.json``; ``sources`` (:meth:`trial_sources`) names the
+        trial files the rows were computed from (readers use it to spot a stale file)."""
         columns = list(rows[0]) if rows else ["trial_id"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+        data = {"summary": summary, "trials": rows}
+        if sources is not None:
+            data["sources"] = {str(k): v for k, v in sorted(sources.items())}
+        write_json(self.path / METRICS_JSON, data)  # first: the JSON is what readers check
         _atomic.write_text(self.path / METRICS_CSV, buffer.getvalue())
-        write_json(self.path / METRICS_JSON, {"summary": summary, "trials": rows})
 
     def write_controls(self, table: dict) -> None:
-        """``table``: ``{"rows": [...], "neuron_curve": [...], "identity": ..., ...}``."""
+        """``table``: ``{"rows": [...], "neuron_curve": [...], "sources": {trial_id: hash}, ...}``."""
         write_json(self.path / CONTROLS_JSON, table)
         rows = table.get("rows", [])
         if rows:
@@ -424,8 +543,61 @@ class ResultsFolder:
             _atomic.write_text(self.path / CONTROLS_CSV, buffer.getvalue())
 
     def read_controls(self) -> dict | None:
+        """The controls table; ``"stale"`` lists the trials whose reconstruction changed (or went)
+        since the controls were computed from it (absent when they are current)."""
         path = self.path / CONTROLS_JSON
-        return read_json(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        controls = read_json(path)
+        changed = _changed_sources(controls.get("sources"), self.trial_sources())
+        if changed:
+            controls["stale"] = changed
+        return controls
+
+    def read_metrics(self) -> dict:
+        """``metrics.json`` when it matches the trials on disk; otherwise the metrics derived from
+        the trial files now (with ``"stale_file": True``: the file on disk is behind)."""
+        path = self.path / METRICS_JSON
+        stored = read_json(path) if path.is_file() else None
+        sources = self.trial_sources()
+        recorded = {str(k): v for k, v in sorted(sources.items())}
+        finished = self.finished_trials()
+        if stored is not None and (stored.get("sources") == recorded if "sources" in stored
+                                   else _rows_match(stored.get("trials"), finished)):
+            return stored
+        if stored is None and not sources:
+            return {}
+        rows, summary = metrics_from_trials(finished)
+        return {"summary": summary, "trials": rows, "sources": recorded, "stale_file": True}
+
+    def refresh_summaries(self) -> None:
+        """Bring ``metrics.json`` and ``controls.json`` in line with the trials on disk: the
+        metrics are recomputed from the trial files, and controls computed from reconstructions
+        that have changed since are marked stale (``controls.csv`` is removed: it cannot say so).
+        Writers call this when they take the lock and after every trial they write."""
+        metrics = self.read_metrics()
+        if metrics.get("stale_file"):
+            self.write_metrics(metrics["trials"], metrics["summary"], {int(k): v for k, v in metrics["sources"].items()})
+        path = self.path / CONTROLS_JSON
+        if path.is_file():
+            stored = read_json(path)
+            controls = self.read_controls()
+            if controls.get("stale") and controls["stale"] != stored.get("stale"):
+                controls["stale_reason"] = ("the reconstructions of these trials changed (or were removed) after the "
+                                            "controls were computed; re-run the controls")
+                write_json(path, controls)
+                (self.path / CONTROLS_CSV).unlink(missing_ok=True)
+
+    def control_movie_path(self, control: str, trial_id: int) -> Path:
+        return self.path / CONTROL_MOVIES / control.replace(" ", "-") / f"trial_{int(trial_id)}.npy"
+
+    def write_control_movie(self, control: str, trial_id: int, movie) -> None:
+        """A control's reconstruction of one trial, kept so that ``evaluate`` can test it against the real one."""
+        _atomic.save_npy(self.control_movie_path(control, trial_id), np.asarray(movie, np.float32))
+
+    def read_control_movie(self, control: str, trial_id: int) -> np.ndarray | None:
+        path = self.control_movie_path(control, trial_id)
+        return np.load(path) if path.is_file() else None
 
     # ---------------------------------------------------------------- summary
     def summary_lines(self) -> list[str]:
@@ -439,9 +611,11 @@ class ResultsFolder:
         timings = prov.get("timings_s", {})
         if stages:
             lines.append("  stages: " + ", ".join(f"{s} ({timings[s]:.0f} s)" if s in timings else s for s in stages))
-        checkpoints = self.checkpoints()
-        if checkpoints:
+        checkpoints, problems = self.members(verify=True)
+        if checkpoints or problems:
             lines.append(f"  models: {len(checkpoints)} ({', '.join(p.name for p in checkpoints)})")
+        for path, problem in problems.items():
+            lines.append(f"  PROBLEM: {path.name} cannot be used: {problem}")
         finished = self.finished_trials()
         if finished:
             corr = [m["correlation"] for m in finished.values()]
@@ -449,13 +623,81 @@ class ResultsFolder:
                 f"  reconstructions: {len(finished)} trial(s), masked correlation mean {np.mean(corr):.3f} "
                 f"(range {min(corr):.3f}..{max(corr):.3f})"
             )
+            settings = len({m.get("identity") for m in finished.values()})
+            if settings > 1:
+                lines.append(f"  NOTE: the trials were reconstructed with {settings} different models/settings")
+        if self.read_metrics().get("stale_file"):
+            lines.append(f"  NOTE: {METRICS_JSON} is behind the trials on disk (an interrupted run); "
+                         "the next command that writes here refreshes it")
         controls = self.read_controls()
         if controls:
-            verdict = "beaten" if controls.get("beats_controls", controls.get("all_pass")) else "NOT all beaten"
+            verdict = controls.get("overall") or ("beaten" if controls.get("beats_controls") else "NOT all beaten")
             lines.append(f"  controls: {len(controls.get('rows', [])) - 1} ({verdict})")
+            if controls.get("stale"):
+                lines.append(f"  STALE: the controls were computed from earlier reconstructions of trial(s) "
+                             f"{controls['stale']}; re-run `movie-recon reconstruct` with controls")
         if self.report_path.is_file():
             lines.append(f"  report: {self.report_path}")
         return lines
+
+
+def _checkpoint_problem(folder: Path) -> str | None:
+    from .model.checkpoint import verify_checkpoint
+
+    try:
+        verify_checkpoint(folder)
+    except InputError as exc:
+        where = exc.path.name if exc.path is not None else folder.name
+        return f"{where}: {exc.problem}"
+    return None
+
+
+def metrics_from_trials(finished: dict[int, dict]) -> tuple[list[dict], dict]:
+    """Rows and summary of ``metrics.json`` from the trials' own ``trial.json`` files."""
+    rows = [
+        {"trial_id": tid, "tier": meta.get("tier"), "correlation": meta["correlation"], "ssim": meta.get("ssim"),
+         "members": meta.get("members"), "frames": meta.get("frames"),
+         "iterations": max(meta.get("iterations", [0]) or [0])}
+        for tid, meta in sorted(finished.items())
+    ]
+    corr = [r["correlation"] for r in rows]
+    ssim = [r["ssim"] for r in rows if r["ssim"] is not None]
+    summary = {
+        "trials": len(rows),
+        "mean_correlation": float(np.mean(corr)) if corr else None,
+        "median_correlation": float(np.median(corr)) if corr else None,
+        "mean_ssim": float(np.mean(ssim)) if ssim else None,
+        "settings": len({meta.get("identity") for meta in finished.values()}),
+        "convention": "Pearson r over pixels with alpha >= 1 x frames, first 30 frames dropped (Bauer et al. 2025)",
+    }
+    return rows, summary
+
+
+def _rows_match(rows, finished: dict[int, dict]) -> bool:
+    """For a metrics file without sources (older versions): whether its rows are the trials on disk."""
+    try:
+        stored = {int(r["trial_id"]): float(r["correlation"]) for r in rows or []}
+    except (KeyError, TypeError, ValueError):
+        return False
+    return stored.keys() == finished.keys() and all(
+        math.isclose(stored[t], float(meta["correlation"]), rel_tol=1e-9) for t, meta in finished.items())
+
+
+def _changed_sources(recorded: dict | None, current: dict[int, str]) -> list[int]:
+    """Trials whose file differs from (or is missing against) what a summary was computed from.
+    A summary without sources (written by an older version) cannot be checked: nothing is reported."""
+    if recorded is None:
+        return []
+    recorded = {int(k): v for k, v in recorded.items()}
+    changed = {tid for tid, digest in recorded.items() if current.get(tid) != digest}
+    return sorted(changed)
+
+
+def _parse_json(data: bytes, path: Path):
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path) from None
 
 
 def _trial_from(folder: Path, meta: dict) -> TrialResult:
@@ -476,6 +718,16 @@ def _trial_from(folder: Path, meta: dict) -> TrialResult:
     )
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (what creating it would create)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def _csv_value(value):
     if isinstance(value, float):
         return "" if not math.isfinite(value) else f"{value:.6g}"
@@ -491,10 +743,15 @@ def load_results(path: str | Path) -> Results:
     """Everything in a results folder, without recomputation (for reports, ``info`` and napari)."""
     folder = ResultsFolder.open(path)
     trials = [_trial_from(folder.trial_dir(tid), meta) for tid, meta in sorted(folder.finished_trials().items())]
-    metrics_path = folder.path / METRICS_JSON
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = folder.read_metrics()  # derived from the trial files when metrics.json is behind them
+    checkpoints, problems = folder.members()
+    warnings = [f"{MODELS}/{path.name} was left out: {problem}" for path, problem in problems.items()]
+    controls = folder.read_controls()
+    if controls and controls.get("stale"):
+        warnings.append(f"the controls were computed from earlier reconstructions of trial(s) {controls['stale']}; "
+                        "re-run them before trusting them")
     training = []
-    for checkpoint in folder.checkpoints():
+    for checkpoint in checkpoints:
         config = read_json(checkpoint / "config.json")
         tm = config.get("training_metrics") or {}
         training.append(
@@ -518,10 +775,11 @@ def load_results(path: str | Path) -> Results:
         provenance=folder.provenance(),
         trials=trials,
         metrics=metrics,
-        controls=folder.read_controls(),
+        controls=controls,
         training=training,
         mask=mask,
         rois=folder.read_rois(),
-        checkpoints=folder.checkpoints(),
+        checkpoints=checkpoints,
         report=folder.report_path if folder.report_path.is_file() else None,
+        warnings=warnings,
     )

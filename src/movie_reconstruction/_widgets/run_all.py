@@ -116,9 +116,8 @@ class RunAllWidget(Container):
                 mean = float(np.mean(list(result.reconstruction.correlations.values())))
                 text += f" · mean masked correlation {mean:.3f} over {len(result.reconstruction.correlations)} trial(s)"
             if result.controls is not None:
-                # "all_pass" alone holds when every score is near zero; beating them is the verdict
-                beats = result.controls.get("beats_controls", False)
-                text += " · " + ("beats every control" if beats else "does NOT beat every control")
+                # the statistical verdict of evaluate (docs/reconstruction.md, "Verdicts")
+                text += " · " + result.controls.get("overall", "controls not judged")
             if result.report is not None:
                 text += f" · report {result.report}"
             self.summary.value = text

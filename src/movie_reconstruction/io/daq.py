@@ -144,13 +144,12 @@ def _read_binary(path: Path, names, channels, dtype):
     return {n: np.asarray(samples[:, list(channels).index(n)]) for n in names}
 
 
-def parse_sync_section(section: dict, base: Path, manifest: Path) -> SyncSpec:
-    """A :class:`SyncSpec` from the manifest's ``[sync]`` table (paths relative to ``base``)."""
+def parse_sync_section(section: dict, existing, manifest: Path) -> SyncSpec:
+    """A :class:`SyncSpec` from the manifest's ``[sync]`` table; ``existing(value, what)`` resolves
+    and checks a path the way the manifest does its other paths."""
     if "file" not in section:
         raise InputError("[sync] needs 'file' (the DAQ recording)", manifest)
-    file = (base / str(section["file"])).resolve()
-    if not file.exists():
-        raise InputError(f"DAQ file {section['file']!r} does not exist (looked for {file})", manifest)
+    file = existing(section["file"], "DAQ file")
     known = {f for f in SyncSpec.__dataclass_fields__} - {"file"}
     unknown = sorted(set(section) - known - {"file"})
     if unknown:

@@ -4,6 +4,7 @@ Example (paths are relative to the manifest)::
 
     [session]
     name = "mouse12-2026-03-04"
+    allow_outside_paths = false                          # true: paths may leave the manifest's folder
 
     [imaging]
     raw = ["raw/file_00001.tif", "raw/file_00002.tif"]   # files, or one folder
@@ -18,6 +19,7 @@ Example (paths are relative to the manifest)::
     trials = "timing/trials.csv"                         # trial_id,start_frame,n_frames,tier
     frame_rate = 30.0
     size = [36, 64]                                      # model frame size (H, W)
+    allow_unshown_frames = false                         # true: the movie may run past the last timestamp
 
     [behaviour]
     files = ["behaviour/running.csv", "behaviour/pupil.csv"]   # each with its own time column
@@ -27,6 +29,11 @@ Example (paths are relative to the manifest)::
 
 All timestamps share one clock (the rig's). Timestamps may be ``.npy`` or one-column ``.csv``/``.txt``.
 A ``[sync]`` section (raw DAQ signals, see ``io/daq.py``) may replace the ``frame_times`` files.
+
+Every path must lie inside the manifest's folder (after following symbolic links), so a manifest
+received from someone else cannot make us read, hash and report files from elsewhere on this
+machine. ``allow_outside_paths = true`` in ``[session]`` lifts that; the paths outside are then
+listed in the results' provenance.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class SessionManifest:
     behaviour_method: str = "linear"
     behaviour_columns: dict[str, str | None] = field(default_factory=dict)
     sync: SyncSpec | None = None  # raw DAQ sync signals in place of timestamp files (io/daq.py)
+    allow_unshown_frames: bool = False
+    outside_paths: list[Path] = field(default_factory=list)  # named paths outside the folder (allowed explicitly)
 
     @property
     def folder(self) -> Path:
@@ -98,6 +107,38 @@ def _header_rows(path: Path) -> int:
         return 1
 
 
+def _flag(section: dict, key: str, where: str, manifest: Path) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"[{where}] {key} must be true or false, got {value!r}", manifest)
+    return value
+
+
+@dataclass
+class _ManifestPaths:
+    """Resolves the manifest's paths, keeping them inside its folder unless allowed otherwise."""
+
+    manifest: Path
+    base: Path  # the manifest's folder, resolved
+    allow_outside: bool
+    outside: list[Path] = field(default_factory=list)
+
+    def existing(self, value, what: str) -> Path:
+        # resolved first, so that neither "../" nor a symbolic link can lead out unnoticed
+        resolved = (self.base / str(value)).resolve()
+        if not resolved.is_relative_to(self.base):
+            if not self.allow_outside:
+                raise InputError(
+                    f"{what} {value!r} lies outside the manifest's folder (at {resolved}); move it into {self.base}, "
+                    "or set allow_outside_paths = true in [session]",
+                    self.manifest,
+                )
+            self.outside.append(resolved)
+        if not resolved.exists():
+            raise InputError(f"{what} {value!r} does not exist (looked for {resolved})", self.manifest)
+        return resolved
+
+
 def load_manifest(path: str | Path) -> SessionManifest:
     """Parse and check a session manifest; every named file must exist."""
     path = Path(path)
@@ -112,10 +153,12 @@ def load_manifest(path: str | Path) -> SessionManifest:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"not valid TOML ({exc})", path) from None
+    loose = sorted(k for k, v in spec.items() if not isinstance(v, dict))
+    if loose:
+        raise InputError(f"key(s) {loose} stand outside any section; put them in their section (for example [session])", path)
     unknown = set(spec) - KNOWN_SECTIONS
     if unknown:
         raise InputError(f"unknown section(s) {sorted(unknown)}; expected {sorted(KNOWN_SECTIONS)}", path)
-    base = path.parent
 
     def section(name: str) -> dict:
         if name not in spec or not isinstance(spec[name], dict):
@@ -127,11 +170,8 @@ def load_manifest(path: str | Path) -> SessionManifest:
             raise InputError(f"[{where}] needs '{key}'", path)
         return sec[key]
 
-    def existing(value, what: str) -> Path:
-        resolved = (base / str(value)).resolve()
-        if not resolved.exists():
-            raise InputError(f"{what} {value!r} does not exist (looked for {resolved})", path)
-        return resolved
+    paths = _ManifestPaths(path, path.parent.resolve(), _flag(spec.get("session", {}), "allow_outside_paths", "session", path))
+    existing = paths.existing
 
     imaging, stimulus = section("imaging"), section("stimulus")
     raw_spec = imaging.get("raw", [])
@@ -142,7 +182,7 @@ def load_manifest(path: str | Path) -> SessionManifest:
     behaviour = spec.get("behaviour", {})
     files = behaviour.get("files", behaviour.get("file", []))
     files = [files] if isinstance(files, str) else files
-    sync = parse_sync_section(spec["sync"], base, path) if isinstance(spec.get("sync"), dict) else None
+    sync = parse_sync_section(spec["sync"], existing, path) if isinstance(spec.get("sync"), dict) else None
 
     def timestamps(sec: dict, where: str, roles: tuple[str, ...]) -> Path | None:
         if sync is not None and any(getattr(sync, r) for r in roles) and "frame_times" not in sec:
@@ -169,4 +209,6 @@ def load_manifest(path: str | Path) -> SessionManifest:
         behaviour_method=str(behaviour.get("method", "linear")),
         behaviour_columns={k: (v or None) for k, v in behaviour.get("columns", {}).items()},
         sync=sync,
+        allow_unshown_frames=_flag(stimulus, "allow_unshown_frames", "stimulus", path),
+        outside_paths=paths.outside,
     )

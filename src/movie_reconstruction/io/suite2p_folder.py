@@ -7,7 +7,9 @@ cell decision and the classifier probability) and its settings. 0.x writes every
 plane index), ``reg_outputs.npy`` (mean image, shifts) and ``detect_outputs.npy`` (max
 projection, correlation map), and still writes ``ops.npy`` unless ``io.save_ops_orig`` is off.
 
-These ``.npy`` files hold pickled Python objects, so only load folders you trust.
+``stat.npy`` and the settings files are pickled object arrays; they are read with
+:func:`~movie_reconstruction.io.safe_npy.load_objects`, which rebuilds arrays and plain values
+only, so a crafted folder cannot run code. The trace and ``iscell`` arrays must be plain arrays.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..traces import RoiMask, Traces
+from .safe_npy import load_array, load_objects
 
 REQUIRED = ("F.npy", "Fneu.npy", "spks.npy", "stat.npy", "iscell.npy")
+PLAIN_ARRAYS = ("F.npy", "Fneu.npy", "spks.npy", "iscell.npy")  # numbers only: never unpickled
 
 
 def find_plane_folders(path: str | Path) -> list[Path]:
@@ -61,10 +65,7 @@ def _load(folder: Path, name: str, required: bool = True):
         if required:
             raise InputError(f"missing {name} (suite2p output incomplete?)", folder)
         return None
-    try:
-        value = np.load(file, allow_pickle=True)
-    except Exception as exc:  # numpy raises ValueError/OSError/UnpicklingError for broken files
-        raise InputError(f"cannot read ({exc})", file) from None
+    value = load_array(file) if name in PLAIN_ARRAYS else load_objects(file)
     if value.dtype == object and value.ndim == 0:
         value = value.item()
     return value

@@ -78,6 +78,31 @@ def read_checkpoint_config(path: str | Path) -> dict:
     return config
 
 
+def verify_checkpoint(path: str | Path) -> tuple[dict, bytes]:
+    """``(config, weights bytes)`` of a checkpoint whose two files match the hashes each holds
+    of the other; :class:`InputError` naming the file for a missing, corrupt or tampered one.
+    Needs no torch (``movie-recon info`` checks checkpoints with it)."""
+    from safetensors import SafetensorError
+
+    path = Path(path)
+    config = read_checkpoint_config(path)
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise InputError(f"checkpoint weights {WEIGHTS_FILE} are missing", path)
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != config.get("weights_sha256"):
+        raise InputError("checkpoint weights do not match the hash in config.json (modified or corrupt)", weights_path)
+    try:
+        with _safe_open_bytes(weights_path, "numpy") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise InputError(f"not a readable safetensors file ({exc})", weights_path) from None
+    body = {k: v for k, v in config.items() if k != "weights_sha256"}
+    if metadata.get("config_sha256") != hashlib.sha256(_canonical(body)).hexdigest():
+        raise InputError("config.json does not match the hash stored with the weights (modified or corrupt)", path / CONFIG_FILE)
+    return config, weights
+
+
 def load_encoder(path: str | Path, recording=None, *, device="cpu"):
     """Load an encoder checkpoint, verifying both files; with ``recording``, also check it fits.
 
@@ -91,22 +116,11 @@ def load_encoder(path: str | Path, recording=None, *, device="cpu"):
     from .encoder import encoder_from_config
 
     path = Path(path)
-    config = read_checkpoint_config(path)
-    weights_path = path / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise InputError(f"checkpoint weights {WEIGHTS_FILE} are missing", path)
-    weights = weights_path.read_bytes()
-    if hashlib.sha256(weights).hexdigest() != config.get("weights_sha256"):
-        raise InputError("checkpoint weights do not match the hash in config.json (modified or corrupt)", weights_path)
+    config, weights = verify_checkpoint(path)
     try:
-        with _safe_open_bytes(weights_path) as handle:
-            metadata = handle.metadata() or {}
         state = load(weights)
     except (SafetensorError, ValueError, OSError) as exc:
-        raise InputError(f"not a readable safetensors file ({exc})", weights_path) from None
-    body = {k: v for k, v in config.items() if k != "weights_sha256"}
-    if metadata.get("config_sha256") != hashlib.sha256(_canonical(body)).hexdigest():
-        raise InputError("config.json does not match the hash stored with the weights (modified or corrupt)", path / CONFIG_FILE)
+        raise InputError(f"not a readable safetensors file ({exc})", path / WEIGHTS_FILE) from None
 
     ids = np.asarray(config["neuron_ids"], dtype=np.dtype(config.get("neuron_ids_dtype", "<i8")))
     try:
@@ -124,10 +138,10 @@ def load_encoder(path: str | Path, recording=None, *, device="cpu"):
     return encoder
 
 
-def _safe_open_bytes(path: Path):
+def _safe_open_bytes(path: Path, framework: str = "pt"):
     from safetensors import safe_open
 
-    return safe_open(str(path), framework="pt")
+    return safe_open(str(path), framework=framework)
 
 
 def check_compatible(encoder, recording, where=None) -> None:

@@ -13,8 +13,10 @@ movie that was shown, and returns a table with the margins:
   recorded behaviour), i.e. what the model "sees" when there is nothing to see.
 - a neuron-count curve: the real reconstruction with random subsets of neurons.
 
-A control passes when its mean correlation is at most 0.1, or at most a third of the real
-reconstruction's (the acceptance rule of issue 6).
+Whether the real reconstruction beats a control is a statistical verdict
+(:mod:`.statistics`): a paired test over trials for what a trial shares over time (masked r,
+static part) and a block sign-flip test within trials for what moves, judged on the measures
+where that control means something. ``ControlTable.verdicts`` holds them.
 """
 
 from __future__ import annotations
@@ -28,10 +30,9 @@ from ..errors import InputError
 from ..progress import Job, relabel
 from .metrics import DROP_FRAMES, masked_correlation, predict
 from .optimiser import ReconstructionConfig, as_model_list, as_trial_list, reconstruct, resolve_mask
+from .statistics import ControlVerdict, OverallVerdict, control_verdicts, overall_verdict
 
 CONTROLS = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
-PASS_ABSOLUTE = 0.1
-PASS_FRACTION = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,6 @@ class ControlRow:
         """Real minus control mean correlation."""
         return self.real - self.mean
 
-    @property
-    def passes(self) -> bool:
-        return self.mean <= PASS_ABSOLUTE or self.mean <= PASS_FRACTION * self.real
-
 
 @dataclass
 class ControlTable:
@@ -60,34 +57,40 @@ class ControlTable:
     controls: list[ControlRow]
     neuron_curve: list[tuple[int, np.ndarray]] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    verdicts: list[ControlVerdict] = field(default_factory=list)
 
     @property
     def real(self) -> float:
         return float(np.mean(self.real_per_trial))
 
+    def verdict_of(self, name: str) -> ControlVerdict | None:
+        return next((v for v in self.verdicts if v.control == name), None)
+
     @property
-    def all_pass(self) -> bool:
-        return all(row.passes for row in self.controls)
+    def overall(self) -> OverallVerdict:
+        return overall_verdict(self.verdicts, len(self.real_per_trial))
 
     def rows(self) -> list[dict]:
-        out = [{"condition": "real", "mean_r": self.real, "margin": 0.0, "control/real": 1.0, "passes": ""}]
+        out = [{"condition": "real", "mean_r": self.real, "margin": 0.0, "control/real": 1.0, "verdict": ""}]
         for row in self.controls:
+            verdict = self.verdict_of(row.name)
             out.append(
                 {
                     "condition": row.name,
                     "mean_r": row.mean,
                     "margin": row.margin,
                     "control/real": row.mean / self.real if self.real else float("nan"),
-                    "passes": "yes" if row.passes else "NO",
+                    "verdict": verdict.verdict if verdict else "not judged",
                 }
             )
         return out
 
     def to_markdown(self) -> str:
-        lines = ["| condition | mean r | margin (real - control) | control / real | passes |", "|---|---|---|---|---|"]
+        lines = ["| condition | mean r | margin (real - control) | control / real | verdict (p < 0.01) |",
+                 "|---|---|---|---|---|"]
         for r in self.rows():
             lines.append(
-                f"| {r['condition']} | {r['mean_r']:.3f} | {r['margin']:.3f} | {r['control/real']:.2f} | {r['passes']} |"
+                f"| {r['condition']} | {r['mean_r']:.3f} | {r['margin']:.3f} | {r['control/real']:.2f} | {r['verdict']} |"
             )
         if self.neuron_curve:
             lines += ["", "| neurons | mean r |", "|---|---|"]
@@ -124,11 +127,12 @@ def run_controls(
 
     real = yield from relabel(reconstruct(models, trials, config, mask=alpha, device=device), "real")
     real_scores = score(real.movies)
-    rows = []
+    rows, movies = [], {}
     for name in controls:
         if name == "shuffled":
             donors = [(i + 1) % len(trials) for i in range(len(trials))]
-            per_trial = score([real.movies[j] for j in donors])
+            movies[name] = [real.movies[j] for j in donors]
+            per_trial = score(movies[name])
         else:
             if name == "time-reversed":
                 altered = [dataclasses.replace(t, responses=np.ascontiguousarray(t.responses[:, ::-1])) for t in trials]
@@ -142,6 +146,7 @@ def run_controls(
                     grey = np.full_like(t.video, config.start_grey)
                     altered.append(dataclasses.replace(t, responses=predict(models, grey, t, device=device)))
             result = yield from relabel(reconstruct(models, altered, config, mask=alpha, device=device), name)
+            movies[name] = list(result.movies)
             per_trial = score(result.movies)
         rows.append(ControlRow(name, per_trial, float(real_scores.mean())))
 
@@ -158,4 +163,7 @@ def run_controls(
             reconstruct(models, trials, config, mask=alpha, neurons=subset, device=device), f"{count} neurons"
         )
         curve.append((count, score(result.movies)))
-    return ControlTable(real_scores, rows, curve, extra={"elapsed_real_s": real.elapsed_s, "iterations": real.iterations_run})
+    verdicts = control_verdicts(real.movies, movies, truth, alpha, frame_rate=float(trials[0].frame_rate),
+                                drop_frames=drop_frames, seed=seed)
+    extra = {"elapsed_real_s": real.elapsed_s, "iterations": real.iterations_run}
+    return ControlTable(real_scores, rows, curve, extra=extra, verdicts=verdicts)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Job, Progress
 from ..recording import Recording, Trial
+
+_log = logging.getLogger("movie_reconstruction.reconstruct")
 
 OPTIMIZERS = ("adam", "momentum")
 ENSEMBLE_MODES = ("average_movies", "average_gradients")
@@ -407,7 +410,7 @@ def reconstruct(
     """
     import torch
 
-    from ..device import autocast, describe, pick_device
+    from ..device import describe, pick_device, release_device_memory
 
     config = config or ReconstructionConfig()
     models = as_model_list(models)
@@ -420,110 +423,56 @@ def reconstruct(
     lengths = sorted({t.n_frames for t in trials})
     if len(lengths) > 1:
         raise InputError(f"trials have different lengths {lengths}; reconstruct each length in its own call")
-    batches = [list(range(s, min(s + config.batch_size, len(trials)))) for s in range(0, len(trials), config.batch_size)]
+    queue = [list(range(s, min(s + config.batch_size, len(trials)))) for s in range(0, len(trials), config.batch_size)]
 
     n_members = len(models) if config.ensemble == "average_movies" else 1
     member_movies = np.zeros((n_members, len(trials), trials[0].n_frames, *frame_shape), np.float32)
-    member_losses: list[list[list[float]]] = []  # [batch][member][step]
-    total_steps = config.iterations * len(batches)
-    steps_done = 0
+    finished: list[tuple[list[int], list[list[float]]]] = []  # (batch, losses[member][step])
+    steps = {"done": 0, "total": config.iterations * len(queue)}
     stopped_early_all = True
+    out_of_memory: list[str] = []
     start_time = time.perf_counter()
 
     generator = torch.Generator().manual_seed(int(config.seed))
     with models_prepared(models, device):
-        update = torch.from_numpy((alpha >= 0.5).astype(np.float32)).to(device)[None, None]
-        lo, hi = config.pixel_range
-
-        for batch_number, batch in enumerate(batches):
-            batch_trials = [trials[i] for i in batch]
-            responses = np.stack([t.responses for t in batch_trials])
-            if neurons is not None and responses.shape[1] != len(neurons):
-                responses = responses[:, neurons]
-            target = torch.from_numpy(np.ascontiguousarray(responses)).to(device)
-            behaviors = [
-                torch.from_numpy(np.stack([behavior_for(m, t) for t in batch_trials])).to(device) for m in models
-            ]
-            shape = (len(batch), batch_trials[0].n_frames, *frame_shape)
-            pixels = []
-            for _ in range(n_members):
-                start = torch.full(shape, float(config.start_grey))
-                if config.start_noise > 0:
-                    start = start + config.start_noise * torch.randn(shape, generator=generator)
-                start = start.clamp(lo, hi).to(device).requires_grad_(True)
-                pixels.append(start)
-            if config.optimizer == "adam":
-                optimisers = [torch.optim.Adam([p], lr=config.learning_rate) for p in pixels]
-            else:
-                optimisers = [
-                    torch.optim.SGD([p], lr=config.learning_rate, momentum=config.momentum) for p in pixels
-                ]
-            changing = update[0, 0] > 0
-            forwards = [
-                _forward_for(model, pixels[m if config.ensemble == "average_movies" else 0], behaviors[m], changing,
-                             config.reuse_fixed_parts, device, autocast)
-                for m, model in enumerate(models)
-            ]
-            stopper = _PlateauStopper(config.patience, config.min_improvement, config.min_iterations)
-            losses = [[] for _ in range(n_members)]
-            stopped_early = False
-
-            for step in range(config.iterations):
-                step_losses = []
-                if config.ensemble == "average_movies":
-                    for m, forward in enumerate(forwards):
-                        loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, device, autocast)
-                        pixels[m].grad = normalise_gradient(grad, update, config.gradient_clip)
-                        losses[m].append(loss)
-                        step_losses.append(loss)
-                else:
-                    total = torch.zeros_like(pixels[0])
-                    for forward in forwards:
-                        loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, device, autocast)
-                        total += normalise_gradient(grad, update, config.gradient_clip)
-                        step_losses.append(loss)
-                    pixels[0].grad = total / len(models)
-                    losses[0].append(float(np.mean(step_losses)))
-                for optimiser, p in zip(optimisers, pixels):
-                    optimiser.step()
-                    with torch.no_grad():
-                        p.clamp_(lo, hi)
-                steps_done += 1
-                mean_loss = float(np.mean(step_losses))
-                last = step == config.iterations - 1
-                if config.early_stopping and stopper.should_stop(mean_loss):
-                    stopped_early, last = True, True
-                preview = None
-                if last or (config.preview_every and step % config.preview_every == 0):
-                    with torch.no_grad():
-                        preview = torch.stack(pixels).mean(0).cpu().numpy()
-                yield Progress(
-                    stage="reconstruction",
-                    step=steps_done,
-                    total=total_steps,
-                    message=f"batch {batch_number + 1}/{len(batches)}, step {step + 1}",
-                    metrics={"loss": mean_loss},
-                    preview=preview,
-                )
-                if stopped_early:
-                    # the remaining budget of this batch is skipped; keep the bar honest
-                    steps_done += config.iterations - step - 1
-                    break
+        while queue:
+            batch = queue.pop(0)
+            noise_state = generator.get_state()
+            try:
+                losses, stopped_early, movies = yield from _optimise_batch(
+                    models, [trials[i] for i in batch], config, alpha, neurons, device, generator, steps,
+                    f"batch {len(finished) + 1}/{len(finished) + len(queue) + 1}")
+            except Exception as exc:
+                fallback = _after_out_of_memory(exc, len(batch), device)
+                if fallback is None:
+                    raise
+                del exc  # its traceback holds the batch's device tensors
+                size, new_device = fallback
+                message = _out_of_memory_message(len(batch), size, device, new_device)
+                out_of_memory.append(message)
+                _log.warning(message)
+                release_device_memory(device)
+                if new_device != device:
+                    device = new_device
+                    for model in models:
+                        model.to(device)
+                generator.set_state(noise_state)  # the retry starts from the same noise
+                queue[:0] = [batch[s:s + size] for s in range(0, len(batch), size)]
+                steps["total"] = steps["done"] + config.iterations * len(queue)
+                yield Progress(stage="reconstruction", step=steps["done"], total=steps["total"], message=message)
+                continue
             stopped_early_all &= stopped_early
-            member_losses.append(losses)
-            with torch.no_grad():
-                for m in range(n_members):
-                    movies = pixels[m].detach().cpu().numpy()
-                    member_movies[m, batch] = movies
+            finished.append((batch, losses))
+            member_movies[:, batch] = movies
 
     movies = blur_movies(member_movies.mean(0), config.blur_sigma)
     movies = np.clip(movies, *config.pixel_range).astype(np.float32)
     # loss histories of batches can differ in length (early stopping): pad with their last value
-    longest = max(len(h[0]) for h in member_losses)
+    longest = max(len(losses[0]) for _, losses in finished)
     padded = np.array(
-        [[h + [h[-1]] * (longest - len(h)) for h in batch_losses] for batch_losses in member_losses], np.float64
+        [[h + [h[-1]] * (longest - len(h)) for h in losses] for _, losses in finished], np.float64
     )  # (batches, members, steps)
-    weights = np.array([len(b) for b in batches], np.float64)
+    weights = np.array([len(b) for b, _ in finished], np.float64)
     member_history = (padded * weights[:, None, None]).sum(0) / weights.sum()
     return Reconstruction(
         movies=movies,
@@ -537,8 +486,112 @@ def reconstruct(
         stopped_early=bool(stopped_early_all),
         elapsed_s=time.perf_counter() - start_time,
         device=describe(device),
-        extra={"members": len(models), "neurons": None if neurons is None else int(len(neurons))},
+        extra={"members": len(models), "neurons": None if neurons is None else int(len(neurons)),
+               "out_of_memory": out_of_memory},
     )
+
+
+def _optimise_batch(models, batch_trials, config, alpha, neurons, device, generator, steps, label):
+    """Optimise the pixels of one batch of trials (a job generator); returns the members'
+    loss histories, whether it stopped early, and the members' movies ``(members, B, T, H, W)``."""
+    import torch
+
+    from ..device import autocast
+
+    n_members = len(models) if config.ensemble == "average_movies" else 1
+    lo, hi = config.pixel_range
+    update = torch.from_numpy((alpha >= 0.5).astype(np.float32)).to(device)[None, None]
+    responses = np.stack([t.responses for t in batch_trials])
+    if neurons is not None and responses.shape[1] != len(neurons):
+        responses = responses[:, neurons]
+    target = torch.from_numpy(np.ascontiguousarray(responses)).to(device)
+    behaviors = [torch.from_numpy(np.stack([behavior_for(m, t) for t in batch_trials])).to(device) for m in models]
+    shape = (len(batch_trials), batch_trials[0].n_frames, *alpha.shape)
+    pixels = []
+    for _ in range(n_members):
+        start = torch.full(shape, float(config.start_grey))
+        if config.start_noise > 0:
+            start = start + config.start_noise * torch.randn(shape, generator=generator)
+        pixels.append(start.clamp(lo, hi).to(device).requires_grad_(True))
+    if config.optimizer == "adam":
+        optimisers = [torch.optim.Adam([p], lr=config.learning_rate) for p in pixels]
+    else:
+        optimisers = [torch.optim.SGD([p], lr=config.learning_rate, momentum=config.momentum) for p in pixels]
+    changing = update[0, 0] > 0
+    forwards = [
+        _forward_for(model, pixels[m if config.ensemble == "average_movies" else 0], behaviors[m], changing,
+                     config.reuse_fixed_parts, device, autocast)
+        for m, model in enumerate(models)
+    ]
+    stopper = _PlateauStopper(config.patience, config.min_improvement, config.min_iterations)
+    losses = [[] for _ in range(n_members)]
+    stopped_early = False
+    for step in range(config.iterations):
+        step_losses = []
+        if config.ensemble == "average_movies":
+            for m, forward in enumerate(forwards):
+                loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, device, autocast)
+                pixels[m].grad = normalise_gradient(grad, update, config.gradient_clip)
+                losses[m].append(loss)
+                step_losses.append(loss)
+        else:
+            total = torch.zeros_like(pixels[0])
+            for forward in forwards:
+                loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, device, autocast)
+                total += normalise_gradient(grad, update, config.gradient_clip)
+                step_losses.append(loss)
+            pixels[0].grad = total / len(models)
+            losses[0].append(float(np.mean(step_losses)))
+        for optimiser, p in zip(optimisers, pixels):
+            optimiser.step()
+            with torch.no_grad():
+                p.clamp_(lo, hi)
+        steps["done"] += 1
+        mean_loss = float(np.mean(step_losses))
+        last = step == config.iterations - 1
+        if config.early_stopping and stopper.should_stop(mean_loss):
+            stopped_early, last = True, True
+        preview = None
+        if last or (config.preview_every and step % config.preview_every == 0):
+            with torch.no_grad():
+                preview = torch.stack(pixels).mean(0).cpu().numpy()
+        yield Progress(stage="reconstruction", step=steps["done"], total=steps["total"],
+                       message=f"{label}, step {step + 1}", metrics={"loss": mean_loss}, preview=preview)
+        if stopped_early:
+            # the remaining budget of this batch is skipped; keep the bar honest
+            steps["done"] += config.iterations - step - 1
+            break
+    with torch.no_grad():
+        movies = np.stack([p.detach().cpu().numpy() for p in pixels])
+    return losses, stopped_early, movies
+
+
+# ---------------------------------------------------------------------------- out of memory
+def _after_out_of_memory(exc: BaseException, batch_len: int, device):
+    """What to retry after ``exc``: ``(trials per batch, device)``, or None when ``exc`` is not an
+    out-of-memory error or nothing smaller is left (a single trial on the CPU).
+
+    Halving the batch keeps every finished batch; a single trial that still does not fit moves
+    to the CPU, which is slower but has the machine's memory.
+    """
+    import torch
+
+    from ..device import is_out_of_memory
+
+    if not is_out_of_memory(exc):
+        return None
+    if batch_len > 1:
+        return (batch_len + 1) // 2, device
+    if getattr(device, "type", str(device)) != "cpu":
+        return 1, torch.device("cpu")
+    return None
+
+
+def _out_of_memory_message(batch_len: int, size: int, device, new_device) -> str:
+    if new_device != device:
+        return f"out of memory on {device} with one trial: continuing on the CPU (slower; finished trials are kept)"
+    return (f"out of memory on {device} with {batch_len} trials per batch: retrying with {size} "
+            "(finished batches are kept)")
 
 
 def _forward_for(model, start, behavior, changing, reuse_fixed_parts: bool, device, autocast):
