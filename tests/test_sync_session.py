@@ -72,6 +72,7 @@ def test_sync_section_errors_name_the_manifest(sessions):
     broken = with_sync.path / "broken.toml"  # beside the session, so the other paths still resolve
     cases = [
         (text.replace('file = "timing/daq.h5"', 'file = "timing/nope.h5"'), r"broken.toml: DAQ file 'timing/nope.h5' does not exist"),
+        (text.replace('file = "timing/daq.h5"', 'file = "../daq.h5"'), r"broken.toml: DAQ file '../daq.h5' lies outside"),
         (text.replace("refresh_hz", "refresh_rate"), r"broken.toml: unknown \[sync\] setting\(s\) \['refresh_rate'\]"),
         (text.replace('frame_clock = "frame_clock"\n', ""), r"broken.toml: \[imaging\] needs 'frame_times'"),
     ]
