@@ -257,17 +257,9 @@ class Encoder(nn.Module):
 
         Runs in eval mode without gradients on the encoder's device, the whole trial in one pass.
         """
-        device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                # Copies: trial arrays may be read-only memory maps.
-                v = torch.tensor(np.asarray(video, dtype=np.float32), device=device)[None]
-                bh = torch.tensor(np.asarray(behavior, dtype=np.float32), device=device)[None]
-                return self(v, bh)[0].float().cpu().numpy()
-        finally:
-            self.train(was_training)
+        from .protocol import predict
+
+        return predict(self, video, behavior)
 
 
 def encoder_from_config(config: dict, *, neuron_ids=None, neuron_positions=None) -> Encoder:

@@ -131,6 +131,24 @@ def training_rates(step_model, model, video, behavior, first_frame: int):
     return step_model(video, behavior)[:, :, first_frame:]
 
 
+def predict(model, video: np.ndarray, behavior: np.ndarray) -> np.ndarray:
+    """Rates ``(neurons, T)`` of any encoder for one trial given as numpy ``video (T, H, W)`` and
+    ``behavior (C, T)``: in eval mode, without gradients, on the model's device, in one pass."""
+    import torch
+
+    device = next(model.parameters(), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            # Copies: trial arrays may be read-only memory maps.
+            v = torch.tensor(np.asarray(video, dtype=np.float32), device=device)[None]
+            bh = torch.tensor(np.asarray(behavior, dtype=np.float32), device=device)[None]
+            return model(v, bh)[0].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
 def neuron_ids(model) -> np.ndarray:
     """``model.neuron_ids``, or ``0..n_neurons-1`` for a model without them."""
     ids = optional_member(model, "neuron_ids")
