@@ -29,6 +29,7 @@ from movie_reconstruction.model import (  # noqa: E402
     EncoderModel,
     TrainConfig,
     encoder_kinds,
+    evaluate_encoder,
     load_encoder,
     register_encoder,
     save_encoder,
@@ -126,6 +127,8 @@ def test_a_kind_from_outside_the_package_trains_saves_reloads_and_reconstructs(r
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value.cpu()), name
 
+    assert np.isfinite(evaluate_encoder(loaded, recording, "test")["single_trial"])
+
     trials = [recording.trial(int(i)) for i in recording.indices("test")]
     config = ReconstructionConfig(iterations=6, early_stopping=False, blur_sigma=None)
     result = run(reconstruct([loaded], trials, config, device="cpu"))
@@ -146,6 +149,21 @@ def test_the_builtin_kind_is_named_in_new_checkpoints_and_assumed_in_old_ones(re
     assert type(loaded) is Encoder
     for name, value in encoder.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_the_builtin_kinds_training_knobs_sit_behind_its_param_groups(recording):
+    from movie_reconstruction.model import load_core_weights
+
+    core, _ = load_core_weights("bundled")
+    frozen = QUICK.replace(core_lr_scale=0.0)
+    model = run(train_encoder(recording, "fast", frozen, device="cpu", init_core="bundled")).encoder
+    for name, value in core.items():  # frozen: weights and normalisation statistics as pretrained
+        assert torch.equal(model.core.state_dict()[name], value), name
+    groups = model.param_groups(QUICK.replace(core_lr_scale=0.5, rf_offset_lr_scale=0.25))
+    lr = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lr[id(model.readout.mu_offset)] == pytest.approx(QUICK.lr * 0.25)
+    assert all(lr[id(p)] == pytest.approx(QUICK.lr * 0.5) for p in model.core.parameters())
+    assert model.train().core.training  # the core is trainable again, so it follows train()
 
 
 def _save_the_old_way(encoder, path: Path) -> Path:
