@@ -310,11 +310,15 @@ def _movie_recon(*args, plugins_in_environment=False):
                            "--device", "cpu", "-q"], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_the_command_line_trains_and_reconstructs_with_a_plugin_kind(tmp_path):
+def test_the_command_line_trains_and_reconstructs_with_a_plugin_kind(tmp_path, capsys):
+    from movie_reconstruction.cli import EXIT_INPUT, main
     from movie_reconstruction.results import ResultsFolder, load_results
 
     results = ResultsFolder.create(tmp_path / "results")
     tiny_recording(results.recording_dir)
+    for option, problem in (("--encoder-kind", "unknown encoder kind 'nope'"), ("--loss", "unknown loss 'nope'")):
+        assert main(["train", str(results.path), option, "nope", "--scheduler", "none", "-q"]) == EXIT_INPUT
+        assert problem in capsys.readouterr().err
     train = _movie_recon("train", str(results.path), "--plugin", PLUGIN, "--encoder-kind", KIND, "--loss", "mse",
                          "--preset", "fast", "--models", "1", "--epochs", "1")
     assert train.returncode == 0, train.stderr

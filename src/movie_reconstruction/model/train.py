@@ -238,6 +238,9 @@ def train_encoder(
 
     Yields :class:`Progress`; returns :class:`TrainingResult`.
     """
+    # One long function on purpose: the optimiser, the schedule, the budget, the best model and
+    # the progress counters are shared by every step; split up, they would travel as a dozen
+    # arguments. The parts that vary by architecture are behind model.protocol.
     import torch
 
     from ..device import autocast, pick_device
