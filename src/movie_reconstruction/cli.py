@@ -477,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Examples:\n  movie-recon train results/\n"
                               "  movie-recon train results/ --models 7 --preset large --device cuda --scheduler none\n"
                               "  movie-recon train results/ --recording sensorium/dynamic29515-10-12-Video-full\n"
-                              "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786")
+                              "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786\n"
+                              "  movie-recon train results/ --plugin my_lab.encoders --encoder-kind pooled-linear --loss mse")
     p.add_argument("results", type=Path, help="results folder")
     p.add_argument("--recording", type=Path, default=None, help="a Sensorium 2023 mouse folder (default: RESULTS/recording)")
     p.add_argument("--models", type=int, default=None, help="ensemble size (default 3)")
