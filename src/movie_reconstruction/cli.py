@@ -98,6 +98,7 @@ def _settings(args, base=None):
         ("preset", "preset"), ("epochs", "max_epochs"), ("max_minutes", "max_minutes"), ("init_core", "init_core"),
         ("iterations", "iterations"), ("trials", "trials"), ("neuron_counts", "neuron_counts"), ("device", "device"),
         ("seed", "seed"), ("threads", "threads"), ("retries", "retries"), ("control_variants", "control_variants"),
+        ("encoder_kind", "encoder_kind"), ("loss", "loss"),
     ):
         if hasattr(args, name):
             changes[attr] = getattr(args, name)
@@ -381,7 +382,19 @@ def _common(p, *, device=True, cluster=False, seed=False, scheduler="local"):
         p.add_argument("--threads", type=int, default=None, help="torch threads per task (default: the worker's)")
         p.add_argument("--retries", type=int, default=None, help="retries of a failed task before it is reported (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _plugin_option(p)
     _verbose_option(p, default=argparse.SUPPRESS)
+
+
+def _plugin_option(p):
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                   help="import this Python module first, to register its encoder kinds and losses (repeatable; "
+                        "also read from MOVIE_RECON_PLUGINS; docs/architecture.md)")
+
+
+def _loss_option(p, what: str):
+    p.add_argument("--loss", default=None, metavar="NAME",
+                   help=f"the loss {what}, from the loss table: poisson (default), mse, or one a plugin registers")
 
 
 def _verbose_option(p, default):
@@ -391,6 +404,8 @@ def _verbose_option(p, default):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .model.config import PRESETS
+
     parser = _Parser(
         prog="movie-recon",
         description="Reconstruct the movie a mouse saw from its visual cortex activity.",
@@ -489,12 +504,16 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Examples:\n  movie-recon train results/\n"
                               "  movie-recon train results/ --models 7 --preset large --device cuda --scheduler none\n"
                               "  movie-recon train results/ --recording sensorium/dynamic29515-10-12-Video-full\n"
-                              "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786")
+                              "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786\n"
+                              "  movie-recon train results/ --plugin my_lab.encoders --encoder-kind pooled-linear --loss mse")
     p.add_argument("results", type=Path, help="results folder")
     p.add_argument("--recording", type=Path, default=None, help="a Sensorium 2023 mouse folder (default: RESULTS/recording)")
     p.add_argument("--models", type=int, default=None, help="ensemble size (default 3)")
-    p.add_argument("--preset", choices=("fast", "small", "large"), default=None,
+    p.add_argument("--preset", choices=PRESETS, default=None,
                    help="small: CPU-friendly (default); fast: half the cost, for quick looks; large: for GPUs")
+    p.add_argument("--encoder-kind", default=None, metavar="KIND",
+                   help="the registered encoder kind to train (default dynamic-cnn, the built-in; a plugin may add others)")
+    _loss_option(p, "the encoders are trained with")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs per model")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget per model")
     p.add_argument("--init-core", default=None, help="'bundled' pretrained core, or a core/checkpoint path")
@@ -520,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the shuffled control costs nothing and always runs")
     p.add_argument("--overwrite", action="store_true", help="replace reconstructions made with other models or settings")
     p.add_argument("--report", action="store_true", help="write the report afterwards")
+    _loss_option(p, "the pixels are optimised for")
     _common(p, cluster=True, seed=True)
     p.set_defaults(func=_cmd_reconstruct)
 
@@ -560,6 +580,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args) -> int:
     try:
+        if getattr(args, "plugins", None):
+            from .plugins import use_plugins
+
+            use_plugins(args.plugins)
         return int(args.func(args) or 0)
     except InputError as exc:
         print(f"movie-recon {args.command}: {exc}", file=sys.stderr)

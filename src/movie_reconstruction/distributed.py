@@ -256,26 +256,31 @@ def train_member_job(
     device: str | None = "auto",
     threads: int | None = None,
     init_core=None,
+    kind: str | None = None,
 ) -> Job[CheckpointBlob]:
-    """Train one ensemble member on the recording folder; returns its checkpoint as bytes."""
+    """Train one ensemble member (of the registered encoder ``kind``; None: the built-in one) on
+    the recording folder; returns its checkpoint as bytes."""
     from .io.sensorium import read_sensorium
-    from .model import TrainConfig, save_encoder
+    from .model import BUILTIN_KIND, TrainConfig, save_encoder
     from .model.train import train_encoder_within_memory
 
     recording = read_sensorium(recording_path)
     config = TrainConfig.preset(preset).replace(**(training or {})).replace(seed=int(seed))
     with torch_threads(threads):
-        result = yield from train_encoder_within_memory(recording, preset, config, device=device, init_core=init_core)
+        result = yield from train_encoder_within_memory(recording, preset, config, device=device, init_core=init_core,
+                                                        kind=kind or BUILTIN_KIND)
     with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
         folder = save_encoder(result.encoder, Path(tmp) / "model", extra={"seed": int(seed), "worker": _worker_name()})
         return CheckpointBlob.read(folder)
 
 
-def train_member(recording_path, seed, preset="small", training=None, *, device="auto", threads=None, init_core=None):
+def train_member(recording_path, seed, preset="small", training=None, *, device="auto", threads=None, init_core=None,
+                 kind=None):
     """The training task: one ensemble member."""
     from .progress import run
 
-    return run(train_member_job(recording_path, seed, preset, training, device=device, threads=threads, init_core=init_core))
+    return run(train_member_job(recording_path, seed, preset, training, device=device, threads=threads,
+                                init_core=init_core, kind=kind))
 
 
 def _worker_name() -> str:

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .losses import DEFAULT_LOSS
+from .model.registry import BUILTIN_KIND
 from .progress import Job, Progress, relabel
 from .results import ResultsFolder, describe_inputs, identity_hash
 
@@ -56,6 +58,8 @@ class PipelineSettings:
     max_epochs: int | None = None
     max_minutes: float | None = None
     init_core: str | None = None  # "bundled", a core file, or None (from scratch)
+    encoder_kind: str = BUILTIN_KIND  # a registered encoder kind (model.register_encoder)
+    loss: str = DEFAULT_LOSS  # from the loss table (movie_reconstruction.losses), for training and reconstruction
     # reconstruction
     iterations: int = 200
     trials: tuple[int, ...] | None = None  # trial ids; None: every test trial
@@ -298,6 +302,7 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
     from .distributed import Task, train_member, train_member_job
     from .model import TrainConfig
     from .model.checkpoint import read_checkpoint_config
+    from .model.registry import encoder_factory, kind_of
 
     finish = _timed(results, "train")
     recording_path = Path(recording_path or results.recording_dir)
@@ -311,7 +316,8 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
     if settings.max_minutes is not None:
         overrides["max_minutes"] = float(settings.max_minutes)
     try:
-        training = TrainConfig.preset(settings.preset).replace(**overrides)
+        training = TrainConfig.preset(settings.preset).replace(loss=_checked_loss(settings), **overrides)
+        encoder_factory(settings.encoder_kind)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     seeds = [settings.seed + k for k in range(settings.n_models)]
@@ -320,9 +326,14 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
         folder = results.model_dir(k)
         if not (folder / "config.json").is_file():
             return False
-        done = read_checkpoint_config(folder).get("training_metrics", {}).get("training", {})
+        config = read_checkpoint_config(folder)
+        if kind_of(config.get("encoder", {})) != settings.encoder_kind:
+            return False
+        done = config.get("training_metrics", {}).get("training", {})
         wanted = training.replace(seed=seeds[k]).to_dict()
-        return all(done.get(key) == value for key, value in wanted.items() if key not in ("device",))
+        # a setting added after the checkpoint was written had its default value then
+        defaults = TrainConfig().to_dict()
+        return all(done.get(key, defaults[key]) == value for key, value in wanted.items() if key not in ("device",))
 
     todo = [k for k in range(settings.n_models) if settings.overwrite or not matches(k)]
     if len(todo) < settings.n_models:
@@ -330,7 +341,8 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
     tasks = [
         Task(k, train_member, train_member_job,
              (str(recording_path), seeds[k], settings.preset, asdict(training)),
-             {"device": settings.device, "threads": settings.threads, "init_core": settings.init_core},
+             {"device": settings.device, "threads": settings.threads, "init_core": settings.init_core,
+              "kind": settings.encoder_kind},
              f"model {k + 1}/{settings.n_models}")
         for k in todo
     ]
@@ -344,7 +356,8 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
         shutil.rmtree(extra)
     checkpoints = results.checkpoints()
     _write_ensemble_mask(results, checkpoints)
-    finish(settings={"preset": settings.preset, "training": asdict(training), "n_models": settings.n_models,
+    finish(settings={"preset": settings.preset, "encoder_kind": settings.encoder_kind, "training": asdict(training),
+                     "n_models": settings.n_models,
                      "recording": str(recording_path.resolve())},
            seeds={"training": seeds}, device=device, where=report.where)
     return checkpoints
@@ -408,10 +421,29 @@ def _select_trials(recording, trial_ids) -> list[int]:
     return [by_id[int(t)] for t in trial_ids]
 
 
+def _checked_loss(settings: PipelineSettings) -> str:
+    """``settings.loss``, or :class:`InputError` naming the known losses."""
+    from .losses import get_loss
+
+    try:
+        return get_loss(settings.loss).name
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def reconstruction_config(settings: PipelineSettings):
     from .reconstruct import ReconstructionConfig
 
-    return ReconstructionConfig(iterations=settings.iterations, seed=settings.seed)
+    return ReconstructionConfig(iterations=settings.iterations, seed=settings.seed, loss=_checked_loss(settings))
+
+
+def _identity_settings(config) -> dict:
+    """The reconstruction settings that identify a result; the default loss is left out, so that
+    folders reconstructed before the loss table existed still resume."""
+    settings = config.to_dict()
+    if settings.get("loss") == DEFAULT_LOSS:
+        del settings["loss"]
+    return settings
 
 
 def _reconstruction_inputs(results: ResultsFolder, settings: PipelineSettings, recording_path=None):
@@ -436,7 +468,7 @@ def reconstruct_stage(
 
     finish = _timed(results, "reconstruct")
     recording, blobs, alpha, config, positions = _reconstruction_inputs(results, settings, recording_path)
-    identity = identity_hash({"config": config.to_dict(), "models": [b.sha256 for b in blobs],
+    identity = identity_hash({"config": _identity_settings(config), "models": [b.sha256 for b in blobs],
                               "mask": identity_hash(alpha.round(6).tolist())})
 
     every = results.finished_trials()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
+from ..model.config import PRESETS
 from ._common import JobRunner, device_summary, job_buttons
 from ._session import session_for
 
@@ -19,7 +20,7 @@ class TrainEncoderWidget(Container):
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.preset = ComboBox(label="preset", choices=["fast", "small", "large"], value="small",
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value="small",
                                tooltip="small: trains on a laptop CPU; fast: half the cost, less accurate; "
                                        "large: for a GPU")
         self.ensemble = SpinBox(label="ensemble size", value=3, min=1, max=16,

@@ -1,6 +1,7 @@
 """Encoder checkpoints: a folder with ``weights.safetensors`` and ``config.json``.
 
-``config.json`` holds the architecture, the neuron ids, the input normalisation, the hash of
+``config.json`` holds the encoder's own config (whose ``kind`` names the registered encoder kind
+that rebuilds it: :mod:`.registry`; none means the built-in kind), the neuron ids, the input normalisation, the hash of
 the data the model was trained on, the training metrics, and the SHA-256 of the weights file.
 The weights file's metadata holds the SHA-256 of the config (without that field), so editing
 either file is detected. Loading reads JSON and safetensors only: nothing is ever unpickled.
@@ -36,15 +37,24 @@ def save_encoder(encoder, path: str | Path, *, extra: dict | None = None) -> Pat
 
     from .. import __version__
 
+    from .protocol import check_encoder, neuron_ids
+    from .registry import encoder_factory, kind_of
+
     path = Path(path)
+    check_encoder(encoder, error=TypeError)
+    encoder_config = dict(encoder.config)
+    try:  # a checkpoint that no registered kind can rebuild would be written in vain
+        encoder_factory(kind_of(encoder_config))
+    except ValueError as exc:
+        raise ValueError(f"cannot save {type(encoder).__name__}: {exc}") from None
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
-    ids = np.asarray(encoder.neuron_ids)
+    ids = neuron_ids(encoder)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "encoder": encoder.config,
+        "encoder": encoder_config,
         "neuron_ids": ids.tolist(),
         "neuron_ids_dtype": ids.dtype.str,
         "data_hash": getattr(encoder, "data_hash", None),
@@ -106,14 +116,17 @@ def verify_checkpoint(path: str | Path) -> tuple[dict, bytes]:
 def load_encoder(path: str | Path, recording=None, *, device="cpu"):
     """Load an encoder checkpoint, verifying both files; with ``recording``, also check it fits.
 
-    Raises :class:`InputError` for a missing, corrupt or tampered checkpoint, or one whose neurons,
-    frame size or behaviour channels differ from ``recording``'s.
+    The encoder is rebuilt by the kind its config names (:mod:`.registry`). Raises
+    :class:`InputError` for a missing, corrupt or tampered checkpoint, one of a kind that is not
+    registered, one whose encoder does not meet the encoder contract (:mod:`.protocol`), or one
+    whose neurons, frame size or behaviour channels differ from ``recording``'s.
     """
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from .encoder import encoder_from_config
+    from .protocol import check_encoder
+    from .registry import encoder_factory, kind_of
 
     path = Path(path)
     config, weights = verify_checkpoint(path)
@@ -123,11 +136,17 @@ def load_encoder(path: str | Path, recording=None, *, device="cpu"):
         raise InputError(f"not a readable safetensors file ({exc})", path / WEIGHTS_FILE) from None
 
     ids = np.asarray(config["neuron_ids"], dtype=np.dtype(config.get("neuron_ids_dtype", "<i8")))
+    kind = kind_of(config["encoder"])
     try:
-        encoder = encoder_from_config(config["encoder"], neuron_ids=ids)
+        factory = encoder_factory(kind)
+    except ValueError as exc:
+        raise InputError(f"cannot rebuild this checkpoint's encoder: {exc}", path) from None
+    try:
+        encoder = factory.from_config(config["encoder"], neuron_ids=ids)
         encoder.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise InputError(f"checkpoint weights do not fit its architecture ({str(exc).splitlines()[0]})", path) from None
+    check_encoder(encoder, path)
     encoder.data_hash = config.get("data_hash")
     encoder.training_metrics = config.get("training_metrics", {})
     encoder.checkpoint_path = path
@@ -146,13 +165,15 @@ def _safe_open_bytes(path: Path, framework: str = "pt"):
 
 def check_compatible(encoder, recording, where=None) -> None:
     """Raise :class:`InputError` unless ``encoder`` was made for ``recording``'s neurons, frames and behaviour."""
+    from .protocol import neuron_ids
+
     where = where or getattr(encoder, "checkpoint_path", None)
     ids = np.asarray(recording.neurons.ids)
     if ids.shape[0] != encoder.n_neurons:
         raise InputError(
             f"the encoder predicts {encoder.n_neurons} neurons but the recording has {ids.shape[0]}", where
         )
-    mine = np.asarray(encoder.neuron_ids)
+    mine = neuron_ids(encoder)
     if ids.astype(str).tolist() != mine.astype(str).tolist():
         first = int(np.flatnonzero(ids.astype(str) != mine.astype(str))[0])
         raise InputError(

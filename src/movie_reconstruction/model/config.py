@@ -106,6 +106,7 @@ class TrainConfig:
     # ROI positions are known. At the full rate, response noise scatters the centres (docs/encoder.md,
     # "Readout"); 0 keeps the shared map only.
     rf_offset_lr_scale: float = 0.1
+    loss: str = "poisson"  # a name from the loss table (movie_reconstruction.losses)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -25,6 +25,7 @@ from .readout import FixedReadPoints, GaussianReadout, Shifter
 
 PUPIL_POSITION = ("pupil_x", "pupil_y")
 SCHEMA_VERSION = 1
+KIND = "dynamic-cnn"  # this encoder's name in the registry of encoder kinds (model/registry.py)
 
 
 class Encoder(nn.Module):
@@ -58,6 +59,7 @@ class Encoder(nn.Module):
         if self.neuron_ids.shape != (self.n_neurons,):
             raise ValueError(f"expected {self.n_neurons} neuron ids, got shape {self.neuron_ids.shape}")
         self.has_positions = neuron_positions is not None
+        self.core_frozen = False  # set by param_groups when a pretrained core is trained at rate 0
         self.position_dims = int(np.asarray(neuron_positions).shape[1]) if self.has_positions else 0
 
         self.register_buffer("video_mean", torch.tensor(float(normalization.video_mean)))
@@ -92,6 +94,7 @@ class Encoder(nn.Module):
     def config(self) -> dict:
         """Everything needed to rebuild this encoder (JSON-able)."""
         return {
+            "kind": KIND,
             "schema": SCHEMA_VERSION,
             "architecture": self.architecture.to_dict(),
             "n_neurons": self.n_neurons,
@@ -101,6 +104,35 @@ class Encoder(nn.Module):
             "has_positions": self.has_positions,
             "position_dims": self.position_dims,
         }
+
+    @classmethod
+    def build(cls, spec) -> Encoder:
+        """A new encoder for a recording (:class:`~.registry.EncoderSpec`): each neuron starts at
+        its mean rate, and the core from ``spec.pretrained_core`` where one is given."""
+        model = cls(
+            spec.n_neurons,
+            spec.frame_shape,
+            spec.behavior_channels,
+            spec.architecture,
+            spec.normalization,
+            neuron_positions=spec.neuron_positions,
+            neuron_ids=spec.neuron_ids,
+        )
+        model.init_bias_from_mean(spec.mean_response)
+        if spec.pretrained_core is not None:
+            model.core.load_state_dict(spec.pretrained_core)
+            model.pretrained_core = True
+        return model
+
+    @classmethod
+    def from_config(cls, config: dict, *, neuron_ids=None) -> Encoder:
+        """The untrained encoder that :attr:`config` describes (see :func:`encoder_from_config`)."""
+        return encoder_from_config(config, neuron_ids=neuron_ids)
+
+    @property
+    def history_frames(self) -> int:
+        """How many frames (including the current one) can influence an output."""
+        return self.architecture.history_frames
 
     def readout_positions(self) -> torch.Tensor:
         """Receptive-field centres ``(neurons, 2)``, normalised ``(x, y)`` in [-1, 1], no pupil shift (CPU)."""
@@ -158,6 +190,46 @@ class Encoder(nn.Module):
         rates = F.elu(drive) + 1.0 if self.architecture.output == "elu1" else F.softplus(drive)
         return rates if gain is None else rates * gain
 
+    # ------------------------------------------------------------------ training
+    pretrained_core = False  # True once build() loaded a pretrained core
+
+    def param_groups(self, training) -> list[dict]:
+        """AdamW groups for a :class:`~.config.TrainConfig`: a pretrained core at
+        ``core_lr_scale`` times the rate (0 freezes it, and it keeps its normalisation
+        statistics), each neuron's receptive-field offset at ``rf_offset_lr_scale`` when ROI
+        positions drive the read points (docs/encoder.md, "Readout"), the rest at the rate;
+        weight decay on matrices and kernels only."""
+        core_params = list(self.core.parameters())
+        offset_params = [self.readout.mu_offset] if self.readout.position_net is not None else []
+        special = {id(p) for p in core_params + offset_params}
+        rest = [p for p in self.parameters() if id(p) not in special]
+
+        def groups(params, scale):
+            return [
+                {"params": [p for p in params if p.ndim >= 2], "weight_decay": training.weight_decay,
+                 "lr": training.lr * scale},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lr": training.lr * scale},
+            ]
+
+        result = groups(rest, 1.0)
+        if offset_params:
+            result += groups(offset_params, training.rf_offset_lr_scale)
+        self.core_frozen = self.pretrained_core and training.core_lr_scale == 0
+        if self.core_frozen:
+            for p in core_params:
+                p.requires_grad_(False)
+        else:
+            result += groups(core_params, training.core_lr_scale if self.pretrained_core else 1.0)
+        return result
+
+    def train(self, mode: bool = True) -> Encoder:
+        """As ``nn.Module.train``, except that a core frozen by :meth:`param_groups` stays in
+        evaluation mode (its normalisation statistics are the pretrained ones)."""
+        super().train(mode)
+        if mode and self.core_frozen and not any(p.requires_grad for p in self.core.parameters()):
+            self.core.eval()
+        return self
+
     # ------------------------------------------------------------------ helpers
     def init_bias_from_mean(self, mean_response: np.ndarray) -> None:
         """Start each neuron at its mean rate, so early training refines tuning instead of level."""
@@ -185,17 +257,9 @@ class Encoder(nn.Module):
 
         Runs in eval mode without gradients on the encoder's device, the whole trial in one pass.
         """
-        device = next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                # Copies: trial arrays may be read-only memory maps.
-                v = torch.tensor(np.asarray(video, dtype=np.float32), device=device)[None]
-                bh = torch.tensor(np.asarray(behavior, dtype=np.float32), device=device)[None]
-                return self(v, bh)[0].float().cpu().numpy()
-        finally:
-            self.train(was_training)
+        from .protocol import predict
+
+        return predict(self, video, behavior)
 
 
 def encoder_from_config(config: dict, *, neuron_ids=None, neuron_positions=None) -> Encoder:

@@ -54,7 +54,11 @@ def load_core_weights(source) -> tuple[dict, EncoderConfig]:
     if path.is_dir():
         from .checkpoint import load_encoder
 
+        from .encoder import Encoder
+
         encoder = load_encoder(path)
+        if not isinstance(encoder, Encoder):
+            raise InputError(f"holds a {encoder.config.get('kind')!r} encoder, which has no core to start from", path)
         return {k: v.clone() for k, v in encoder.core.state_dict().items()}, encoder.architecture
     if not path.is_file():
         raise InputError("pretrained core not found", path)

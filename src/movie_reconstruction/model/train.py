@@ -1,4 +1,4 @@
-"""Training: random clips from training trials, Poisson loss, AdamW with warm-up and cosine
+"""Training: random clips from training trials, a loss from the loss table (Poisson by default), AdamW with warm-up and cosine
 decay (over ``max_epochs``, or over ``max_minutes`` when that budget runs out first), early
 stopping on validation correlation, the best model kept.
 
@@ -8,6 +8,10 @@ stopping on validation correlation, the best model kept.
 :class:`TrainingResult`. To stop early *and keep the result*, set the ``stop`` event (any
 object with ``is_set()``, e.g. ``threading.Event``): training ends after the current step and
 the best model so far is returned. Closing the generator cancels without a result.
+
+The encoder is built by a registered encoder kind (:mod:`.registry`; the built-in one by
+default), and everything architecture-specific (learning-rate factors, frozen parts, burn-in)
+comes through the encoder contract's optional members (:mod:`.protocol`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from .config import EncoderConfig, Normalization, TrainConfig
+from .registry import BUILTIN_KIND
 
 _log = logging.getLogger("movie_reconstruction.train")
 
@@ -166,6 +171,28 @@ def _resolve_configs(config, training, core_architecture):
     return architecture, training
 
 
+def _new_encoder(kind, recording, data, architecture, preset, core_state, use_positions):
+    """A new encoder of the registered ``kind`` for ``recording``, checked against the contract."""
+    from .protocol import check_encoder
+    from .registry import EncoderSpec, encoder_factory
+
+    spec = EncoderSpec(
+        n_neurons=recording.n_neurons,
+        frame_shape=tuple(recording.frame_shape),
+        behavior_channels=tuple(recording.behavior_channels),
+        neuron_ids=np.asarray(recording.neurons.ids),
+        normalization=data.normalization(),
+        mean_response=data.mean_response(),
+        neuron_positions=recording.neurons.positions if use_positions else None,
+        architecture=architecture,
+        preset=preset,
+        pretrained_core=core_state,
+    )
+    model = encoder_factory(kind).build(spec)
+    check_encoder(model, f"built by encoder kind {kind!r}", error=TypeError)
+    return model
+
+
 def _predict_trials(model, videos, behavior, eval_frames, autocast_ctx):
     """Eval-mode predictions (numpy, neurons x T) for lists of trial tensors, batching equal lengths."""
     import torch
@@ -197,24 +224,32 @@ def train_encoder(
     init_core=None,
     stop=None,
     use_positions: bool = True,
+    kind: str = BUILTIN_KIND,
 ):
     """Train one encoder on ``recording``'s train trials, validating on its validation trials.
 
     - ``config``: an :class:`EncoderConfig` or a preset name (``"fast"``, ``"small"``, ``"large"``);
+      other encoder kinds get the preset's name and may ignore the built-in's architecture;
     - ``training``: a :class:`TrainConfig` (default: the preset's);
     - ``device``: overrides ``training.device`` (``"auto"``: CUDA, then MPS, then CPU);
     - ``init_core``: ``"bundled"`` (the pretrained core shipped with the package), a path to a core
       ``.safetensors`` file or an encoder checkpoint, or None (from scratch). Its architecture
       replaces ``config``'s. ``training.core_lr_scale`` sets how fast it is fine-tuned (0 freezes it);
     - ``stop``: an object with ``is_set()``; when set, training ends and the best model is returned;
-    - ``use_positions``: initialise receptive-field centres from the recording's neuron positions.
+    - ``use_positions``: initialise receptive-field centres from the recording's neuron positions;
+    - ``kind``: the registered encoder kind to train (:func:`~.registry.register_encoder`).
 
     Yields :class:`Progress`; returns :class:`TrainingResult`.
     """
+    # One long function on purpose: the optimiser, the schedule, the budget, the best model and
+    # the progress counters are shared by every step; split up, they would travel as a dozen
+    # arguments. The parts that vary by architecture are behind model.protocol.
     import torch
 
     from ..device import autocast, pick_device
-    from .encoder import Encoder
+    from ..losses import get_loss
+    from .protocol import param_groups, training_rates
+    from .protocol import history_frames as history_frames_of
 
     core_state, core_arch = None, None
     if init_core is not None:
@@ -222,65 +257,29 @@ def train_encoder(
 
         core_state, core_arch = load_core_weights(init_core)
     architecture, training = _resolve_configs(config, training, core_arch)
+    loss_fn = get_loss(training.loss)
     device = pick_device(device if device is not None else training.device)
     torch.manual_seed(training.seed)
     rng = np.random.default_rng(training.seed)
 
-    frame_shape = recording.frame_shape
     train_pos, val_pos = _split_positions(recording)
     yield Progress("training", 0, None, f"loading {train_pos.size} training and {val_pos.size} validation trials")
     hasher = hashlib.sha256()
     _hash_header(hasher, recording)
     data = _TrialData(recording, train_pos, val_pos, hasher)
     data_hash = hasher.hexdigest()
-    history = architecture.history_frames
+    model = _new_encoder(kind, recording, data, architecture, config if isinstance(config, str) else None,
+                         core_state, use_positions)
     clip = int(min(training.clip_frames, data.lengths.min()))
-    burn_in = int(min(history - 1, clip // 2))
+    burn_in = int(min(history_frames_of(model) - 1, clip // 2))
     if clip - burn_in < 1:
         raise InputError(f"training trials are too short ({data.lengths.min()} frames)", recording.source)
-
-    positions = recording.neurons.positions if use_positions else None
-    model = Encoder(
-        recording.n_neurons,
-        frame_shape,
-        recording.behavior_channels,
-        architecture,
-        data.normalization(),
-        neuron_positions=positions,
-        neuron_ids=recording.neurons.ids,
-    )
-    model.init_bias_from_mean(data.mean_response())
-    if core_state is not None:
-        model.core.load_state_dict(core_state)
     model.to(device)
     data.to(device)
 
-    core_params = list(model.core.parameters())
-    offset_params = [model.readout.mu_offset] if model.readout.position_net is not None else []
-    special = {id(p) for p in core_params + offset_params}
-    rest = [p for p in model.parameters() if id(p) not in special]
-    freeze_core = core_state is not None and training.core_lr_scale == 0
-    core_scale = training.core_lr_scale if core_state is not None else 1.0
-
-    def groups(params, scale):
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        return [
-            {"params": decay, "weight_decay": training.weight_decay, "lr": training.lr * scale},
-            {"params": no_decay, "weight_decay": 0.0, "lr": training.lr * scale},
-        ]
-
-    param_groups = groups(rest, 1.0)
-    if offset_params:
-        param_groups += groups(offset_params, training.rf_offset_lr_scale)
-    if freeze_core:
-        for p in core_params:
-            p.requires_grad_(False)
-    else:
-        param_groups += groups(core_params, core_scale)
-    param_groups = [g for g in param_groups if g["params"]]
-    optimizer = torch.optim.AdamW(param_groups)
-    base_lrs = [g["lr"] for g in param_groups]
+    groups = param_groups(model, training)
+    optimizer = torch.optim.AdamW(groups)
+    base_lrs = [g["lr"] for g in groups]
 
     train_frames = int(data.lengths.sum())
     steps = training.steps_per_epoch or max(1, math.ceil(train_frames / (training.batch_size * (clip - burn_in))))
@@ -305,11 +304,6 @@ def train_encoder(
         import contextlib
 
         autocast_ctx = contextlib.nullcontext
-
-    def set_train_mode():
-        model.train()
-        if freeze_core:
-            model.core.eval()  # a frozen core keeps its normalisation statistics
 
     def validate() -> float:
         from .metrics import per_neuron_correlation
@@ -337,7 +331,7 @@ def train_encoder(
 
     interrupted = False
     for epoch in range(1, training.max_epochs + 1):
-        set_train_mode()
+        model.train()
         losses = []
         for s in range(steps):
             if stop is not None and stop.is_set():
@@ -351,10 +345,8 @@ def train_encoder(
                 g["lr"] = base * factor
             video, responses, behavior = data.sample(rng, training.batch_size, clip)
             with autocast_ctx():
-                rates = step_model(video, behavior, first_frame=burn_in)
-            rates = rates.float()
-            target = responses[:, :, burn_in:]
-            loss = (rates - target * torch.log(rates + 1e-8)).mean()
+                rates = training_rates(step_model, model, video, behavior, burn_in)
+            loss = loss_fn(rates.float(), responses[:, :, burn_in:]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)

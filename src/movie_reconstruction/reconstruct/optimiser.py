@@ -3,7 +3,7 @@
 The method follows Bauer, Margrie & Clopath (eLife 2025): start from a grey video, predict
 the responses with the trained encoder (behaviour fixed at its recorded values), take the
 gradient of the Poisson negative log-likelihood of the recorded responses with respect to
-the pixels, normalise it, multiply it by the update mask, clip it, step with momentum (or
+the pixels (or of another loss from the loss table, ``ReconstructionConfig.loss``), normalise it, multiply it by the update mask, clip it, step with momentum (or
 Adam) and clip the pixels to the valid 0..255 range.
 
 Two things differ from the paper, both because our encoder is causal over the whole clip:
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..losses import DEFAULT_LOSS, get_loss, poisson_nll  # noqa: F401 - poisson_nll: imported from here by callers
 from ..progress import Job, Progress
 from ..recording import Recording, Trial
 
@@ -72,6 +73,7 @@ class ReconstructionConfig:
     reuse_fixed_parts: bool = True
     preview_every: int = 10  # steps between preview frames (0 = only the final one)
     seed: int = 0
+    loss: str = DEFAULT_LOSS  # a name from the loss table (movie_reconstruction.losses)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -82,6 +84,7 @@ class ReconstructionConfig:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        get_loss(self.loss)  # ValueError naming the known losses
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         lo, hi = self.pixel_range
@@ -99,8 +102,8 @@ class Reconstruction:
 
     ``movies`` is ``(trials, T, H, W)`` float32 in 0..255: the ensemble average, blurred if
     asked. ``member_movies`` is ``(members, trials, T, H, W)`` before averaging and blurring
-    (one member when gradients were averaged). ``loss_history`` is ``(steps,)`` mean Poisson
-    NLL per neuron and frame over trials and members; ``member_loss_history`` is
+    (one member when gradients were averaged). ``loss_history`` is ``(steps,)`` mean loss
+    (``config.loss``; Poisson NLL by default) per neuron and frame over trials and members; ``member_loss_history`` is
     ``(members, steps)``. ``mask`` is the transparency mask (alpha, ``(H, W)``) that was used.
     """
 
@@ -201,6 +204,8 @@ def as_model_list(models) -> list:
     """One model or a sequence of models -> a non-empty list, checked against the encoder contract."""
     import torch
 
+    from ..model.protocol import check_encoder
+
     if isinstance(models, torch.nn.Module):
         models = [models]
     models = list(models)
@@ -208,9 +213,7 @@ def as_model_list(models) -> list:
         raise ValueError("no models given")
     first = models[0]
     for model in models:
-        for attribute in ("frame_shape", "n_neurons", "behavior_channels"):
-            if not hasattr(model, attribute):
-                raise TypeError(f"{type(model).__name__} lacks {attribute!r}; it does not meet the encoder contract")
+        check_encoder(model, getattr(model, "checkpoint_path", None), error=TypeError)
         if tuple(model.frame_shape) != tuple(first.frame_shape) or int(model.n_neurons) != int(first.n_neurons):
             raise ValueError(
                 "ensemble members disagree: frame shapes "
@@ -334,11 +337,6 @@ def models_prepared(models, device):
 
 
 # ---------------------------------------------------------------------------- the loop
-def poisson_nll(rates, responses, eps: float = 1e-6):
-    """Per-trial mean Poisson negative log-likelihood (without the constant log y! term): ``(B,)``."""
-    return (rates - responses * (rates + eps).log()).mean(dim=(1, 2))
-
-
 def normalise_gradient(grad, update, clip: float, eps: float = 1e-12):
     """Divide each trial's gradient by its RMS inside the update mask, zero it outside, clip it."""
     import torch
@@ -518,6 +516,7 @@ def _optimise_batch(models, batch_trials, config, alpha, neurons, device, genera
     else:
         optimisers = [torch.optim.SGD([p], lr=config.learning_rate, momentum=config.momentum) for p in pixels]
     changing = update[0, 0] > 0
+    loss_fn = get_loss(config.loss)
     forwards = [
         _forward_for(model, pixels[m if config.ensemble == "average_movies" else 0], behaviors[m], changing,
                      config.reuse_fixed_parts, device, autocast)
@@ -530,14 +529,14 @@ def _optimise_batch(models, batch_trials, config, alpha, neurons, device, genera
         step_losses = []
         if config.ensemble == "average_movies":
             for m, forward in enumerate(forwards):
-                loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, device, autocast)
+                loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, loss_fn, device, autocast)
                 pixels[m].grad = normalise_gradient(grad, update, config.gradient_clip)
                 losses[m].append(loss)
                 step_losses.append(loss)
         else:
             total = torch.zeros_like(pixels[0])
             for forward in forwards:
-                loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, device, autocast)
+                loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, loss_fn, device, autocast)
                 total += normalise_gradient(grad, update, config.gradient_clip)
                 step_losses.append(loss)
             pixels[0].grad = total / len(models)
@@ -599,13 +598,17 @@ def _forward_for(model, start, behavior, changing, reuse_fixed_parts: bool, devi
     offers one, for movies that differ from ``start`` only in the ``changing`` pixels."""
     import torch
 
-    if reuse_fixed_parts and hasattr(model, "prepare"):
+    from ..model.protocol import prepared_forward
+
+    if reuse_fixed_parts:
         with torch.no_grad(), autocast(device):
-            return model.prepare(start.detach(), behavior, changing)
+            prepared = prepared_forward(model, start.detach(), behavior, changing)
+        if prepared is not None:
+            return prepared
     return lambda video: model(video, behavior)
 
 
-def _loss_and_gradient(forward, pixels, target, neurons, device, autocast):
+def _loss_and_gradient(forward, pixels, target, neurons, loss_fn, device, autocast):
     import torch
 
     with autocast(device):
@@ -613,7 +616,7 @@ def _loss_and_gradient(forward, pixels, target, neurons, device, autocast):
     rates = rates.float()
     if neurons is not None:
         rates = rates[:, torch.as_tensor(neurons, device=rates.device)]
-    per_trial = poisson_nll(rates, target)
+    per_trial = loss_fn(rates, target)
     (grad,) = torch.autograd.grad(per_trial.sum(), pixels)
     return float(per_trial.detach().mean()), grad
 
