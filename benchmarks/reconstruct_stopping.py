@@ -58,7 +58,7 @@ def main(argv=None):
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
     from movie_reconstruction.reconstruct.mask import load_mask
     from movie_reconstruction.reconstruct.metrics import masked_correlation
-    from movie_reconstruction.reconstruct.optimiser import blur_movies
+    from movie_reconstruction.reconstruct.ensemble import blur_movies
     from movie_reconstruction.pipeline import _recording_path_of, open_recording
     from movie_reconstruction.results import ResultsFolder
 

@@ -9,6 +9,7 @@ the movie inside the covered region, and clearly better than any control.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from movie_reconstruction.errors import InputError  # noqa: E402
 from movie_reconstruction.progress import Progress, run  # noqa: E402
 from movie_reconstruction.reconstruct import Reconstruction, ReconstructionConfig, reconstruct  # noqa: E402
 from movie_reconstruction.reconstruct.controls import run_controls  # noqa: E402
+from movie_reconstruction.reconstruct.ensemble import combine_member_movies  # noqa: E402
 from movie_reconstruction.reconstruct.mask import (  # noqa: E402
     MaskConfig,
     TransparencyMask,
@@ -35,7 +37,6 @@ from movie_reconstruction.reconstruct.metrics import (  # noqa: E402
     response_check,
     ssim,
 )
-from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts  # noqa: E402
 from movie_reconstruction.recording import Trial  # noqa: E402
 
 H, W, T = 12, 16, 60
@@ -275,13 +276,22 @@ def test_controls_table_has_margins(toy):
     assert "shuffled" in markdown and "| 30 |" in markdown
 
 
-def test_windowed_baseline_reconstructs(toy):
+def test_windowed_baseline_reconstructs(toy, monkeypatch, tmp_path):
+    """The paper's loop, a benchmark baseline kept in benchmarks/ (reconstruct_speed.py runs it)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from windowed_baseline import WindowedConfig, reconstruct_windowed, window_starts
+
     model, trials, mask = toy
     assert len(window_starts(300, 32, 8)) == 35
     config = WindowedConfig(iterations=40, window=16, stride=4, learning_rate=300.0)
     result = run(reconstruct_windowed(model, trials[:2], config, mask=mask))
     assert result.movies.shape == (2, T, H, W)
     assert _scores(result, trials[:2], mask).mean() > 0.4
+    # its members are combined by the same step as the main loop's: mean, blur, clip
+    expected = combine_member_movies(result.member_movies, config.blur_sigma, config.pixel_range)
+    assert np.array_equal(result.movies, expected)
+    result.save(tmp_path / "windowed")
+    assert Reconstruction.load(tmp_path / "windowed", config_type=WindowedConfig).config == config
 
 
 def test_metrics_follow_paper_convention():

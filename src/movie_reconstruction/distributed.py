@@ -239,11 +239,9 @@ def reconstruct_member(blob, trial, config, alpha, *, neurons=None, device="auto
 
 def combine_members(movies: Sequence[np.ndarray], config) -> np.ndarray:
     """The ensemble's movie: the members' mean, 3D-blurred as configured, clipped to the pixel range."""
-    from .reconstruct.optimiser import blur_movies
+    from .reconstruct.ensemble import combine_member_movies
 
-    mean = np.mean(np.stack([np.asarray(m, np.float32) for m in movies]), axis=0)
-    blurred = blur_movies(mean[None], config.blur_sigma)[0]
-    return np.clip(blurred, *config.pixel_range).astype(np.float32)
+    return combine_member_movies(movies, config.blur_sigma, config.pixel_range)
 
 
 # ------------------------------------------------------------------------------------ training tasks
