@@ -34,7 +34,8 @@ import numpy as np
 
 from .errors import InputError
 from .progress import Job, Progress, relabel
-from .results import ResultsFolder, describe_inputs, identity_hash
+from .results import ResultsFolder, describe_inputs, identity_hash, open_recording
+from .results import recording_path_of as _recording_path_of
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
 
@@ -249,15 +250,6 @@ def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, 
     return read_sensorium(results.recording_dir)
 
 
-def open_recording(path: str | Path):
-    from .io.sensorium import read_sensorium
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("recording folder not found (run `movie-recon build` first, or pass a Sensorium folder)", path)
-    return read_sensorium(path)
-
-
 @_writes_results
 def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None) -> Job:
     """Train the ensemble (members are tasks), save checkpoints and the ensemble's transparency mask."""
@@ -336,13 +328,6 @@ def _load_mask(results: ResultsFolder) -> np.ndarray:
     from .reconstruct.mask import load_mask
 
     return load_mask(results.mask_path).alpha
-
-
-def _recording_path_of(results: ResultsFolder, recording_path=None) -> Path:
-    if recording_path is not None:
-        return Path(recording_path)
-    trained_on = results.provenance().get("settings", {}).get("train", {}).get("recording")
-    return Path(trained_on) if trained_on else results.recording_dir
 
 
 def _ensemble(results: ResultsFolder, recording):
