@@ -50,7 +50,6 @@ FINAL_FOLDER = "suite2p"
 STAGING_FOLDER = ".suite2p.partial"
 MARKER_VERSION = 1
 
-TIFF_SUFFIXES = (".tif", ".tiff")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 # suite2p announces each stage of ``pipeline`` with a line of dashes and the stage name.

@@ -106,9 +106,6 @@ class MovieScores:
     frame_correlation: np.ndarray
     pixel_correlation: np.ndarray
 
-    def as_row(self) -> dict[str, float]:
-        return {"correlation": self.correlation, "ssim": self.ssim}
-
 
 def score_movie(reconstruction, truth, mask=None, *, drop_frames: int = DROP_FRAMES) -> MovieScores:
     return MovieScores(
