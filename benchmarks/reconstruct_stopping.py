@@ -59,7 +59,8 @@ def main(argv=None):
     from movie_reconstruction.reconstruct.ensemble import blur_movies
     from movie_reconstruction.reconstruct.mask import load_mask
     from movie_reconstruction.reconstruct.metrics import masked_correlation
-    from movie_reconstruction.results import ResultsFolder, open_recording, recording_path_of
+    from movie_reconstruction.results import ResultsFolder
+    from movie_reconstruction.results_recording import open_recording, recording_path_of
 
     if args.threads:
         torch.set_num_threads(args.threads)

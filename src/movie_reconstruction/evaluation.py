@@ -19,7 +19,8 @@ from .reconstruct.identification import MIN_DISTRACTORS, Identification, identif
 from .reconstruct.metrics import DROP_FRAMES
 from .reconstruct.resolution import Spectrum, reliability_map, spatial_resolution, temporal_resolution
 from .reconstruct.statistics import ALPHA, MEASURE_LABELS, ControlVerdict, OverallVerdict, content_scores, control_verdicts, overall_verdict
-from .results import ResultsFolder, load_results, open_recording, read_json, recording_path_of
+from .results import ResultsFolder, load_results, read_json
+from .results_recording import open_recording, recording_path_of
 
 RELIABILITY_MAP = "reliability_map.npy"
 N_DISTRACTORS = 60

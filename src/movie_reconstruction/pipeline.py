@@ -34,8 +34,9 @@ import numpy as np
 
 from .errors import InputError
 from .progress import Job, Progress, relabel
-from .results import ResultsFolder, describe_inputs, identity_hash, open_recording
-from .results import recording_path_of as _recording_path_of
+from .results import ResultsFolder, describe_inputs, identity_hash
+from .results_recording import open_recording
+from .results_recording import recording_path_of as _recording_path_of
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
 
