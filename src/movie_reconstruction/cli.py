@@ -380,6 +380,8 @@ def _verbose_option(p, default):
                    help="also show dependencies' log messages and warnings")
 
 
+# long: the command line's option table, one subcommand after another; issue 22 generates it from
+# the settings schema.
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="movie-recon",

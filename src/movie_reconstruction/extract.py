@@ -387,6 +387,8 @@ def _run_in_thread(target, relay: _LogRelay, events: queue.Queue, stage_of: dict
 # the job
 
 
+# long: a 14-argument signature and its docstring; the body is the reuse / resume / publish sequence,
+# whose steps are already helpers.
 def extract_traces(
     source,
     output_dir: str | Path,

@@ -35,8 +35,7 @@ import numpy as np
 from .errors import InputError
 from .progress import Job, Progress, relabel
 from .results import ResultsFolder, describe_inputs, identity_hash
-from .results_recording import open_recording
-from .results_recording import recording_path_of as _recording_path_of
+from .results_recording import open_recording, recording_path_of as _recording_path_of
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
 
@@ -452,6 +451,8 @@ def reconstruct_stage(
     )
 
 
+# long: builds, runs and collects the controls' tasks; to be replaced by the one controls stage
+# shared with reconstruct/controls.py (issue 22, finding 1).
 @_writes_results
 def controls_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None

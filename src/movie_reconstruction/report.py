@@ -181,6 +181,7 @@ details{margin:.6em 0}summary{cursor:pointer}
 """
 
 
+# long: the report's sections in page order, one after another; every figure is its own function.
 def render_report(results: Results) -> str:
     prov = results.provenance
     versions = prov.get("versions", {})

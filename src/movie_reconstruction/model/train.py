@@ -174,6 +174,8 @@ def _predict_trials(model, videos, behavior, eval_frames, autocast_ctx):
     return out
 
 
+# long: the training loop's schedule, validation, early stopping, time budget and best-state keeping
+# share their state; to be split with the encoder registry (issue 22).
 def train_encoder(
     recording,
     config: EncoderConfig | str | None = "small",

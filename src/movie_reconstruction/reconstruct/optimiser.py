@@ -72,6 +72,8 @@ class _PlateauStopper:
         return (best_before - best_now) < self.min_improvement * total
 
 
+# long: the batch queue with its out-of-memory retry (halve the batch, then move to the CPU) and the
+# result's assembly; one batch's loop is _optimise_batch.
 def reconstruct(
     models,
     trials,
