@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "suite2p", "napari", "qtpy", "PyQt6", "PySide6", "magicgui", "dask", "cellpose")
+HEAVY = ("torch", "suite2p", "napari", "qtpy", "PyQt6", "PySide6", "magicgui", "dask", "cellpose", "pynwb", "h5py")
 
 
 def test_import_stays_light():
     code = (
         "import sys, json, movie_reconstruction, movie_reconstruction.align, movie_reconstruction.io.manifest, "
         "movie_reconstruction.io.sensorium, movie_reconstruction.io.tiff, movie_reconstruction.io.movies, "
-        "movie_reconstruction.io.behaviour, movie_reconstruction.cli, movie_reconstruction._napari_io; "
+        "movie_reconstruction.io.behaviour, movie_reconstruction.cli, movie_reconstruction._napari_io, "
+        "movie_reconstruction.sync, movie_reconstruction.io.daq, movie_reconstruction.io.nwb; "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from movie_reconstruction.cli import main
+from movie_reconstruction.progress import Progress
 from movie_reconstruction.results import PROVENANCE, ResultsFolder, load_results
 
 from test_cli import _fails
@@ -368,3 +369,48 @@ def test_out_of_memory_falls_back_to_smaller_batches_then_the_cpu(monkeypatch, c
     failures["left"] = 10  # more failures than halvings: the error reaches the caller
     with pytest.raises(torch.OutOfMemoryError):
         run(reconstruct(model, trials, dataclasses.replace(config, batch_size=2), device="cpu"))
+
+
+def test_training_out_of_memory_retries_with_smaller_batches_then_the_cpu(monkeypatch, caplog):
+    """A model that does not fit is trained again with half the clips per batch, then on the CPU;
+    the models of the ensemble already trained are kept."""
+    import torch
+
+    from movie_reconstruction import device as device_module
+    from movie_reconstruction.model import TrainConfig, train
+    from movie_reconstruction.progress import run
+
+    attempts = []
+
+    def train_encoder(recording, config, training, *, device, **kwargs):
+        attempts.append((training.seed, training.batch_size, device))
+        yield Progress("training", 1, 2)
+        if (device == "cuda" and training.seed == 1) or training.seed == 2:  # model 1 never fits on the GPU
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if training.seed == 3:
+            raise ValueError("not a memory problem")
+        return f"model {training.seed} on {device} with batches of {training.batch_size}"
+
+    monkeypatch.setattr(train, "train_encoder", train_encoder)
+    monkeypatch.setattr(device_module, "pick_device", lambda preference: torch.device(preference))
+    messages = []
+    with caplog.at_level("WARNING", logger="movie_reconstruction.train"):
+        results = run(train.train_ensemble(None, "small", TrainConfig(batch_size=4), n_models=2, device="cuda"),
+                      lambda event: messages.append(event.message))
+    assert results == ["model 0 on cuda with batches of 4", "model 1 on cpu with batches of 1"]
+    assert attempts == [(0, 4, "cuda"), (1, 4, "cuda"), (1, 2, "cuda"), (1, 1, "cuda"), (1, 1, "cpu")]
+    retries = [m for m in messages if "out of memory" in m]
+    assert retries == [
+        "out of memory on cuda with 4 clips per batch: training this model again with 2",
+        "out of memory on cuda with 2 clips per batch: training this model again with 1",
+        "out of memory on cuda with one clip per batch: training this model again on the CPU (slower)",
+    ]
+    assert [r.getMessage() for r in caplog.records] == retries
+
+    # other errors, and running out of memory with nothing smaller left, are not retried
+    attempts.clear()
+    with pytest.raises(torch.OutOfMemoryError):
+        run(train.train_encoder_within_memory(None, "small", TrainConfig(batch_size=1, seed=2), device="cpu"))
+    with pytest.raises(ValueError):
+        run(train.train_encoder_within_memory(None, "small", TrainConfig(batch_size=4, seed=3), device="cuda"))
+    assert attempts == [(2, 1, "cpu"), (3, 4, "cuda")]

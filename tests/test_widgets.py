@@ -192,7 +192,7 @@ def test_plugin_contributes_every_widget_reader_writer_and_sample():
     contributions = manifest.contributions
     assert sorted(w.display_name for w in contributions.widgets) == sorted(WIDGETS)
     readers = {r.command.split(".")[-1] for r in contributions.readers}
-    assert readers == {"read_results", "read_suite2p", "read_sensorium", "read_manifest"}
+    assert readers == {"read_results", "read_suite2p", "read_sensorium", "read_manifest", "read_nwb"}
     (writer,) = contributions.writers
     assert set(writer.filename_extensions) == {".tif", ".tiff", ".mp4"}
     assert [s.key for s in contributions.sample_data] == ["simulated_session"]

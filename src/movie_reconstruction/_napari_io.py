@@ -7,7 +7,8 @@ Readers (each returns None for paths that are not its kind, so napari tries the 
   the mask outline, metrics in the layer metadata; nothing is recomputed;
 - a suite2p output folder: mean image and ROI labels per plane (ROI traces in the metadata);
 - a Sensorium 2023 mouse folder: the test trials' stimuli;
-- a session manifest (``*.toml``): the raw stack (lazy) and the stimulus movie.
+- a session manifest (``*.toml``): the raw stack (lazy) and the stimulus movie;
+- an ophys NWB file (``*.nwb``): mean image and ROIs (or the raw frames), the stimulus on the session clock.
 
 Writer: stimulus and reconstruction layers side by side (one row per trial) as a TIFF stack or
 an MP4 movie (PyAV, H.264).
@@ -138,13 +139,13 @@ def read_session_manifest(path):
 
             stack = read_raw_stack(tiffs, frame_rate=manifest.imaging_frame_rate)
             rate = stack.frame_rate
-            if rate is None:
+            if rate is None and manifest.imaging_frame_times is not None:
                 times = read_times(manifest.imaging_frame_times)
                 rate = float(1.0 / np.median(np.diff(times))) if times.size > 1 else None
             for plane in range(stack.n_planes):
                 layers.append(_layers.raw_layer(stack.movie(plane), rate, plane))
         movie = read_stimulus_movie(manifest.stimulus_movie, size=manifest.stimulus_size)
-        times = read_times(manifest.stimulus_frame_times)
+        times = read_times(manifest.stimulus_frame_times) if manifest.stimulus_frame_times else np.zeros(0)
         rate = manifest.stimulus_frame_rate or (float(1.0 / np.median(np.diff(times))) if times.size > 1 else 30.0)
         layers.append(
             (
@@ -160,6 +161,40 @@ def read_session_manifest(path):
                 "image",
             )
         )
+        return layers
+
+    return reader
+
+
+def read_nwb_file(path):
+    """Reader for an ophys NWB file: mean image and ROIs (or the raw frames), and the stimulus on the session clock."""
+    path = _one_path(path)
+    if path is None or path.suffix.lower() != ".nwb" or not path.is_file():
+        return None
+
+    def reader(_path):
+        from ._widgets import _layers
+        from .io.nwb import read_nwb
+
+        session = read_nwb(path, size=None)
+        raw = session.raw.movie(0) if session.raw is not None else None
+        if session.traces:
+            layers = _layers.fov_layers(session.traces, raw_stacks=[raw] if raw is not None else None)
+        elif raw is not None:
+            mean = np.asarray(raw[: min(500, raw.shape[0])]).mean(axis=0)
+            layers = [_layers.raw_layer(raw, session.raw.frame_rate, 0),
+                      (mean, {"name": "plane 0 · mean image", "colormap": "gray"}, "image")]
+        else:
+            layers = []
+        if session.stimulus_frames is not None:
+            times = session.stimulus_times
+            rate = float(1.0 / np.median(np.diff(times))) if times.size > 1 else 30.0
+            layers.append((session.stimulus_frames, {
+                "name": f"{session.name} · stimulus", "colormap": "gray", "contrast_limits": _layers.CONTRAST,
+                "scale": (1.0 / rate, 1.0, 1.0), "translate": (float(times[0]), 0.0, 0.0), "visible": not layers,
+                "metadata": {"kind": "stimulus movie", "nwb": str(path), "frame_rate": rate, "frame_times": times,
+                             "nwb_objects": dict(session.used)},
+            }, "image"))
         return layers
 
     return reader

@@ -341,14 +341,15 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
     (``spks``: deconvolved, the default; ``F``; or ``corrected`` for ``F - 0.7 Fneu``).
     """
     from .io.behaviour import read_behaviour
-    from .io.manifest import read_times
+    from .io.daq import session_times
     from .io.movies import read_stimulus_movie
 
     movie = read_stimulus_movie(manifest.stimulus_movie, size=manifest.stimulus_size)
-    stimulus_times = read_times(manifest.stimulus_frame_times)
+    n_imaging = traces[0].n_frames if traces else None
+    times = session_times(manifest, n_imaging_frames=n_imaging, n_movie_frames=movie.n_frames)
+    stimulus_times, imaging_times = times.stimulus, times.imaging
     _check_movie_length(movie.n_frames, stimulus_times.size, manifest.allow_unshown_frames,
-                        f"{manifest.stimulus_frame_times.name} has", "timestamps", manifest.stimulus_movie)
-    imaging_times = read_times(manifest.imaging_frame_times)
+                        f"{times.stimulus_source.name} has", "timestamps", manifest.stimulus_movie)
     trials = TrialTable.read_csv(manifest.trials)
     trials.check_against(stimulus_times.size, manifest.trials)
     tables = [read_behaviour(p, columns=manifest.behaviour_columns) for p in manifest.behaviour_files]
@@ -359,12 +360,12 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
     for plane, array in enumerate(arrays):
         if array.shape[1] != imaging_times.size:
             raise InputError(
-                f"plane {plane} traces have {array.shape[1]} frames but {manifest.imaging_frame_times.name} has "
+                f"plane {plane} traces have {array.shape[1]} frames but {times.imaging_source.name} has "
                 f"{imaging_times.size} timestamps",
-                manifest.imaging_frame_times,
+                times.imaging_source,
             )
     positions = np.concatenate([t.centroids for t in traces]) if traces else None
-    return align_session(
+    recording = align_session(
         traces=arrays,
         imaging_times=imaging_times,
         stimulus_frames=movie.frames,
@@ -378,3 +379,8 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
         source=manifest.path,
         allow_unshown_frames=manifest.allow_unshown_frames,
     )
+    if times.sync_report is not None:
+        recording.extra["sync"] = times.sync_report.to_dict()
+        recording.extra["sync_summary"] = times.sync_report.summary()
+        recording.extra["sync_line"] = times.sync_report.one_line()
+    return recording

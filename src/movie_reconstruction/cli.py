@@ -243,9 +243,19 @@ def _build(args, results) -> int:
 
         traces = read_suite2p_folder(args.suite2p, cell_threshold=_settings(args).cell_threshold)
         results.write_rois(traces)
-    recording = _drive(build_stage(results, args.manifest, traces, _settings(args)), args)
+    nwb_options = {k: v for k, v in (("response", args.nwb_response), ("stimulus", args.nwb_stimulus)) if v}
+    recording = _drive(build_stage(results, args.manifest, traces, _settings(args), nwb_options=nwb_options), args)
     print(repr(recording))
     print(f"recording: {results.recording_dir}")
+    return EXIT_OK
+
+
+def _cmd_export_nwb(args) -> int:
+    from .io.nwb_results import write_results_nwb
+
+    subject = {"subject_id": args.subject_id, "species": "Mus musculus", "sex": args.sex, "age": args.age} if args.age else None
+    out = write_results_nwb(args.results, args.out, source=args.source, subject=subject)
+    print(f"wrote {out}")
     return EXIT_OK
 
 
@@ -447,15 +457,32 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Cut the session into trials on the stimulus clock (see docs/manifest.md) and save "
                                    "the recording as RESULTS/recording (Sensorium 2023 layout).",
                        epilog="Examples:\n  movie-recon build session.toml -o results/\n"
-                              "  movie-recon build session.toml -o results/ --suite2p old_run/suite2p")
-    p.add_argument("manifest", type=Path, help="the session manifest (.toml)")
+                              "  movie-recon build session.toml -o results/ --suite2p old_run/suite2p\n"
+                              "  movie-recon build session.nwb -o results/ --nwb-response Deconvolved")
+    p.add_argument("manifest", type=Path, help="the session manifest (.toml) or an ophys NWB file (.nwb)")
     p.add_argument("-o", "--output", type=Path, required=True, help="results folder")
     p.add_argument("--suite2p", type=Path, default=None, help="an existing suite2p output folder (default: RESULTS/extraction)")
+    p.add_argument("--nwb-response", default=None, help="NWB: the RoiResponseSeries to use, by name (when there are several)")
+    p.add_argument("--nwb-stimulus", default=None, help="NWB: the stimulus IndexSeries, presentation table or ImageSeries")
     p.add_argument("--signal", choices=("spks", "F", "corrected"), default=None,
                    help="spks: deconvolved (default); F; corrected: F - 0.7 Fneu")
     p.add_argument("--cell-threshold", type=float, default=None, help="classifier probability a ROI needs (default 0.5)")
     _common(p, device=False)
     p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("export-nwb", help="write the results as a new NWB file",
+                       description="Write the reconstructions and stimuli (ImageSeries on the session clock), the mask "
+                                   "and ROI images and the metrics and controls tables into a new NWB file. The source "
+                                   "session is referenced, never modified.",
+                       epilog="Example:\n  movie-recon export-nwb results/ results.nwb --source session.nwb")
+    p.add_argument("results", type=Path, help="results folder")
+    p.add_argument("out", type=Path, help="the NWB file to write")
+    p.add_argument("--source", type=Path, default=None, help="the session's NWB file or manifest (for the session clock)")
+    p.add_argument("--age", default=None, help="the mouse's age as ISO 8601 (P90D), when the source has no subject")
+    p.add_argument("--sex", default="U", choices=("F", "M", "U", "O"), help="with --age: the mouse's sex")
+    p.add_argument("--subject-id", default="unknown", help="with --age: the mouse's id")
+    _common(p, device=False)
+    p.set_defaults(func=_cmd_export_nwb)
 
     p = sub.add_parser("train", help="train the encoder ensemble",
                        description="Train an ensemble of encoders (one Dask task per member) on RESULTS/recording or on "

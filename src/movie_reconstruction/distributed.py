@@ -257,12 +257,13 @@ def train_member_job(
 ) -> Job[CheckpointBlob]:
     """Train one ensemble member on the recording folder; returns its checkpoint as bytes."""
     from .io.sensorium import read_sensorium
-    from .model import TrainConfig, save_encoder, train_encoder
+    from .model import TrainConfig, save_encoder
+    from .model.train import train_encoder_within_memory
 
     recording = read_sensorium(recording_path)
     config = TrainConfig.preset(preset).replace(**(training or {})).replace(seed=int(seed))
     with torch_threads(threads):
-        result = yield from train_encoder(recording, preset, config, device=device, init_core=init_core)
+        result = yield from train_encoder_within_memory(recording, preset, config, device=device, init_core=init_core)
     with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
         folder = save_encoder(result.encoder, Path(tmp) / "model", extra={"seed": int(seed), "worker": _worker_name()})
         return CheckpointBlob.read(folder)

@@ -218,14 +218,20 @@ def _outside_paths(manifest) -> dict:
 
 
 @_writes_results
-def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, settings: PipelineSettings | None = None) -> Job:
-    """Align traces and behaviour onto the stimulus frames; save as ``results/recording`` (Sensorium layout)."""
+def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, settings: PipelineSettings | None = None,
+                *, nwb_options: dict | None = None) -> Job:
+    """Align traces and behaviour onto the stimulus frames; save as ``results/recording`` (Sensorium layout).
+
+    ``manifest_path``: a session manifest, or an NWB file (read with ``nwb_options``, see io/nwb.py).
+    """
     from .align import recording_from_manifest
     from .io.manifest import load_manifest
     from .io.sensorium import read_sensorium, write_sensorium
     from .io.suite2p_folder import read_suite2p_folder
 
     settings = settings or PipelineSettings()
+    if Path(manifest_path).suffix.lower() == ".nwb":
+        return (yield from _build_from_nwb(results, Path(manifest_path), traces, settings, nwb_options or {}))
     finish = _timed(results, "build")
     manifest = load_manifest(manifest_path)
     if traces is None:
@@ -239,14 +245,42 @@ def build_stage(results: ResultsFolder, manifest_path: str | Path, traces=None, 
     yield Progress("build", 1, 2, f"writing {results.recording_dir}")
     write_sensorium(recording, results.recording_dir, overwrite=True)
     yield Progress("build", 2, 2, repr(recording))
-    inputs = describe_inputs(
-        [("stimulus movie", manifest.stimulus_movie), ("stimulus frame times", manifest.stimulus_frame_times),
-         ("imaging frame times", manifest.imaging_frame_times), ("trials", manifest.trials)]
-        + [("behaviour", p) for p in manifest.behaviour_files]
-    )
+    named = [("stimulus movie", manifest.stimulus_movie), ("stimulus frame times", manifest.stimulus_frame_times),
+             ("imaging frame times", manifest.imaging_frame_times), ("trials", manifest.trials),
+             ("sync signals", manifest.sync.file if manifest.sync else None)]
+    inputs = describe_inputs([(role, p) for role, p in named if p is not None] + [("behaviour", p) for p in manifest.behaviour_files])
+    if "sync_line" in recording.extra:
+        yield Progress("build", 2, 2, recording.extra["sync_line"])
     finish(settings={"signal": settings.signal, "behaviour_method": manifest.behaviour_method},
            inputs=inputs, recording=repr(recording), missing_behaviour=recording.extra.get("missing_behaviour", []),
+           sync=recording.extra.get("sync"), sync_summary=recording.extra.get("sync_summary"),
            unshown_stimulus_frames=int(recording.extra.get("unshown_stimulus_frames", 0)), **_outside_paths(manifest))
+    return read_sensorium(results.recording_dir)
+
+
+def _build_from_nwb(results: ResultsFolder, path: Path, traces, settings: PipelineSettings, options: dict) -> Job:
+    from .io.nwb import read_nwb, recording_from_nwb
+    from .io.sensorium import read_sensorium, write_sensorium
+    from .io.suite2p_folder import read_suite2p_folder
+
+    finish = _timed(results, "build")
+    yield Progress("build", 0, 2, f"reading {path.name}")
+    session = read_nwb(path, **options)
+    if traces is None and not session.traces:
+        source = results.extraction_dir / "suite2p"
+        if not source.exists():
+            raise InputError("the NWB file holds no ROI responses, only raw frames: extract them with suite2p and "
+                             "pass the output folder with --suite2p", path)
+        traces = read_suite2p_folder(source, cell_threshold=settings.cell_threshold)
+    if traces is None:
+        results.write_rois(session.traces)
+    recording = recording_from_nwb(session, traces, signal=settings.signal)
+    yield Progress("build", 1, 2, f"writing {results.recording_dir}")
+    write_sensorium(recording, results.recording_dir, overwrite=True)
+    yield Progress("build", 2, 2, repr(recording))
+    finish(settings={"signal": settings.signal, **options}, inputs=describe_inputs([("NWB session", path)]),
+           recording=repr(recording), nwb_objects=recording.extra["nwb_objects"], nwb_notes=recording.extra["nwb_notes"],
+           missing_behaviour=recording.extra.get("missing_behaviour", []))
     return read_sensorium(results.recording_dir)
 
 

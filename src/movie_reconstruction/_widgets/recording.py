@@ -13,6 +13,7 @@ from ._session import session_for
 MANIFEST = "session manifest"
 SENSORIUM = "Sensorium folder"
 FILES = "stimulus + timestamp files"
+NWB = "NWB file"
 
 
 def _given(value) -> Path | None:
@@ -20,14 +21,15 @@ def _given(value) -> Path | None:
 
 
 class BuildRecordingWidget(Container):
-    """Turn a session manifest, a Sensorium 2023 folder, or stimulus + timestamp files (with the
-    extracted traces) into an aligned recording."""
+    """Turn a session manifest, an NWB file, a Sensorium 2023 folder, or stimulus + timestamp files
+    (with the extracted traces) into an aligned recording."""
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
         self.viewer = napari_viewer
-        self.mode = ComboBox(label="from", choices=[MANIFEST, SENSORIUM, FILES], value=MANIFEST)
+        self.mode = ComboBox(label="from", choices=[MANIFEST, NWB, SENSORIUM, FILES], value=MANIFEST)
         self.manifest = FileEdit(label="manifest (.toml)", mode="r", filter="*.toml")
+        self.nwb = FileEdit(label="NWB file (.nwb)", mode="r", filter="*.nwb")
         self.folder = FileEdit(label="Sensorium folder", mode="d")
         self.movie = FileEdit(label="stimulus movie", mode="r")
         self.stimulus_times = FileEdit(label="stimulus frame times", mode="r")
@@ -38,7 +40,7 @@ class BuildRecordingWidget(Container):
         self.run_button, self.cancel_button, self.status = job_buttons("Build recording")
         self.runner = JobRunner("Build recording", self.run_button, self.cancel_button, self.status)
         self.extend([
-            self.mode, self.manifest, self.folder, self.movie, self.stimulus_times, self.trials,
+            self.mode, self.manifest, self.nwb, self.folder, self.movie, self.stimulus_times, self.trials,
             self.imaging_times, self.behaviour, self.run_button, self.cancel_button, self.status, self.summary,
         ])
         self.mode.changed.connect(self._mode_changed)
@@ -48,6 +50,7 @@ class BuildRecordingWidget(Container):
     def _mode_changed(self, *_):
         mode = self.mode.value
         self.manifest.visible = mode == MANIFEST
+        self.nwb.visible = mode == NWB
         self.folder.visible = mode == SENSORIUM
         for widget in (self.movie, self.stimulus_times, self.trials, self.imaging_times, self.behaviour):
             widget.visible = mode == FILES
@@ -56,7 +59,7 @@ class BuildRecordingWidget(Container):
         mode = self.mode.value
         session = session_for(self.viewer)
         traces = session.get("traces")
-        manifest_path = _given(self.manifest.value)
+        manifest_path = _given(self.manifest.value if mode != NWB else self.nwb.value)
         folder = _given(self.folder.value)
         files = {
             "movie": _given(self.movie.value),
@@ -102,6 +105,8 @@ def build_recording_job(mode: str, *, manifest_path=None, folder=None, files=Non
     from ..errors import InputError
     from ..progress import Progress
 
+    if mode == NWB:
+        return (yield from _nwb_job(manifest_path, traces))
     if mode == SENSORIUM:
         from ..io.sensorium import read_sensorium
 
@@ -147,3 +152,21 @@ def build_recording_job(mode: str, *, manifest_path=None, folder=None, files=Non
     yield Progress("aligning", 1, 2, "traces and behaviour onto stimulus frames")
     recording = recording_from_manifest(manifest, traces)
     return recording, new_traces
+
+
+def _nwb_job(path, traces):
+    """An NWB file's own ROI responses when it has them, else the traces extracted in this viewer."""
+    from ..errors import InputError
+    from ..io.nwb import read_nwb, recording_from_nwb
+    from ..progress import Progress
+
+    if path is None:
+        raise InputError("choose an NWB file (.nwb)")
+    yield Progress("reading", 0, 2, str(path))
+    session = read_nwb(path)
+    if not session.traces and traces is None:
+        raise InputError("the NWB file holds no ROI responses: run 'Extract traces' on its raw frames first", path)
+    yield Progress("aligning", 1, 2, "traces and behaviour onto stimulus frames")
+    if session.traces:
+        return recording_from_nwb(session), session.traces
+    return recording_from_nwb(session, traces), None

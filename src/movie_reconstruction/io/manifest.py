@@ -28,6 +28,7 @@ Example (paths are relative to the manifest)::
     wheel_speed = "running"
 
 All timestamps share one clock (the rig's). Timestamps may be ``.npy`` or one-column ``.csv``/``.txt``.
+A ``[sync]`` section (raw DAQ signals, see ``io/daq.py``) may replace the ``frame_times`` files.
 
 Every path must lie inside the manifest's folder (after following symbolic links), so a manifest
 received from someone else cannot make us read, hash and report files from elsewhere on this
@@ -41,11 +42,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import InputError
+from .daq import SyncSpec, parse_sync_section
+from .timestamps import read_times  # noqa: F401 - also read from here (the napari reader, tests)
 
-KNOWN_SECTIONS = {"session", "imaging", "stimulus", "behaviour", "ground_truth"}
+KNOWN_SECTIONS = {"session", "imaging", "stimulus", "behaviour", "sync", "ground_truth"}
 
 
 @dataclass
@@ -53,9 +54,9 @@ class SessionManifest:
     path: Path
     name: str
     raw: list[Path]
-    imaging_frame_times: Path
+    imaging_frame_times: Path | None  # None: from the [sync] section's frame clock
     stimulus_movie: Path
-    stimulus_frame_times: Path
+    stimulus_frame_times: Path | None  # None: from the [sync] section's vsync/photodiode
     trials: Path
     plane_offsets: list[float] = field(default_factory=lambda: [0.0])
     imaging_frame_rate: float | None = None
@@ -65,43 +66,13 @@ class SessionManifest:
     behaviour_files: list[Path] = field(default_factory=list)
     behaviour_method: str = "linear"
     behaviour_columns: dict[str, str | None] = field(default_factory=dict)
+    sync: SyncSpec | None = None  # raw DAQ sync signals in place of timestamp files (io/daq.py)
     allow_unshown_frames: bool = False
     outside_paths: list[Path] = field(default_factory=list)  # named paths outside the folder (allowed explicitly)
 
     @property
     def folder(self) -> Path:
         return self.path.parent
-
-
-def read_times(path: Path) -> np.ndarray:
-    """Timestamps (seconds) from ``.npy`` or a one-column text file."""
-    if not path.exists():
-        raise InputError("timestamp file not found", path)
-    try:
-        if path.suffix.lower() == ".npy":
-            times = np.load(path, allow_pickle=False)
-        else:
-            times = np.loadtxt(path, delimiter=",", ndmin=1, comments="#", skiprows=_header_rows(path))
-    except ValueError as exc:
-        raise InputError(f"not readable as timestamps ({exc})", path) from None
-    times = np.asarray(times, dtype=np.float64).squeeze()
-    if times.ndim != 1:
-        raise InputError(f"timestamps must be one column, got shape {times.shape}", path)
-    if not np.isfinite(times).all():
-        raise InputError("timestamps contain NaN or inf", path)
-    if times.size > 1 and (np.diff(times) <= 0).any():
-        raise InputError(f"timestamps are not strictly increasing (first at index {int(np.argmax(np.diff(times) <= 0))})", path)
-    return times
-
-
-def _header_rows(path: Path) -> int:
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline().strip().split(",")[0]
-    try:
-        float(first)
-        return 0
-    except ValueError:
-        return 1
 
 
 def _flag(section: dict, key: str, where: str, manifest: Path) -> bool:
@@ -179,6 +150,13 @@ def load_manifest(path: str | Path) -> SessionManifest:
     behaviour = spec.get("behaviour", {})
     files = behaviour.get("files", behaviour.get("file", []))
     files = [files] if isinstance(files, str) else files
+    sync = parse_sync_section(spec["sync"], existing, path) if isinstance(spec.get("sync"), dict) else None
+
+    def timestamps(sec: dict, where: str, roles: tuple[str, ...]) -> Path | None:
+        if sync is not None and any(getattr(sync, r) for r in roles) and "frame_times" not in sec:
+            return None  # the sync signals give these times
+        return existing(need(sec, "frame_times", where), f"{where} timestamps")
+
     size = tuple(int(v) for v in stimulus.get("size", (36, 64)))
     if len(size) != 2 or min(size) <= 0:
         raise InputError(f"[stimulus] size must be [height, width], got {stimulus.get('size')}", path)
@@ -186,18 +164,19 @@ def load_manifest(path: str | Path) -> SessionManifest:
         path=path,
         name=str(spec.get("session", {}).get("name", path.stem)),
         raw=raw,
-        imaging_frame_times=existing(need(imaging, "frame_times", "imaging"), "imaging timestamps"),
+        imaging_frame_times=timestamps(imaging, "imaging", ("frame_clock",)),
         plane_offsets=[float(v) for v in imaging.get("plane_offsets", [0.0])],
         imaging_frame_rate=imaging.get("frame_rate"),
         suite2p=suite2p,
         stimulus_movie=existing(need(stimulus, "movie", "stimulus"), "stimulus movie"),
-        stimulus_frame_times=existing(need(stimulus, "frame_times", "stimulus"), "stimulus timestamps"),
+        stimulus_frame_times=timestamps(stimulus, "stimulus", ("vsync", "photodiode")),
         trials=existing(need(stimulus, "trials", "stimulus"), "trial table"),
         stimulus_frame_rate=stimulus.get("frame_rate"),
         stimulus_size=size,
         behaviour_files=[existing(p, "behaviour file") for p in files],
         behaviour_method=str(behaviour.get("method", "linear")),
         behaviour_columns={k: (v or None) for k, v in behaviour.get("columns", {}).items()},
+        sync=sync,
         allow_unshown_frames=_flag(stimulus, "allow_unshown_frames", "stimulus", path),
         outside_paths=paths.outside,
     )

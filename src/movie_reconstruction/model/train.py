@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress
 from .config import EncoderConfig, Normalization, TrainConfig
+
+_log = logging.getLogger("movie_reconstruction.train")
 
 VALIDATION_FALLBACK_FRACTION = 0.1
 
@@ -413,6 +416,38 @@ def train_encoder(
     )
 
 
+def train_encoder_within_memory(recording, config: EncoderConfig | str | None = "small",
+                                training: TrainConfig | None = None, *, device=None, **kwargs):
+    """:func:`train_encoder`, started again when the device runs out of memory: with half as many
+    clips per batch, and once a single clip does not fit, on the CPU. Each retry is announced
+    (a warning and a progress message). Callers keep the members already trained, so only the
+    member in progress starts over. Same arguments and result as :func:`train_encoder`."""
+    import torch
+
+    from ..device import is_out_of_memory, pick_device, release_device_memory
+
+    if training is None:
+        training = TrainConfig.preset(config) if isinstance(config, str) else TrainConfig()
+    target = pick_device(device if device is not None else training.device)
+    while True:
+        try:
+            return (yield from train_encoder(recording, config, training, device=str(target), **kwargs))
+        except Exception as exc:
+            if not is_out_of_memory(exc) or (training.batch_size == 1 and target.type == "cpu"):
+                raise
+        release_device_memory(target)
+        if training.batch_size > 1:
+            smaller = training.batch_size // 2
+            message = (f"out of memory on {target} with {training.batch_size} clips per batch: "
+                       f"training this model again with {smaller}")
+            training = training.replace(batch_size=smaller)
+        else:
+            message = f"out of memory on {target} with one clip per batch: training this model again on the CPU (slower)"
+            target = torch.device("cpu")
+        _log.warning(message)
+        yield Progress("training", 0, None, message)
+
+
 def train_ensemble(
     recording,
     config: EncoderConfig | str | None = "small",
@@ -440,7 +475,7 @@ def train_ensemble(
         raise ValueError(f"n_models={n_models} but {len(seeds)} seeds were given")
     results = []
     for k, seed in enumerate(seeds):
-        job = train_encoder(recording, config, training.replace(seed=seed), **kwargs)
+        job = train_encoder_within_memory(recording, config, training.replace(seed=seed), **kwargs)
         while True:
             try:
                 event = next(job)

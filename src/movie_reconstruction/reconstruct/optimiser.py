@@ -100,7 +100,7 @@ def reconstruct(
     """
     import torch
 
-    from ..device import describe, pick_device
+    from ..device import describe, pick_device, release_device_memory
 
     config = config or ReconstructionConfig()
     models = as_model_list(models)
@@ -141,7 +141,7 @@ def reconstruct(
                 message = _out_of_memory_message(len(batch), size, device, new_device)
                 out_of_memory.append(message)
                 _log.warning(message)
-                _release_device_memory(device)
+                release_device_memory(device)
                 if new_device != device:
                     device = new_device
                     for model in models:
@@ -265,6 +265,8 @@ def _after_out_of_memory(exc: BaseException, batch_len: int, device):
     """
     import torch
 
+    from ..device import is_out_of_memory
+
     if not is_out_of_memory(exc):
         return None
     if batch_len > 1:
@@ -274,29 +276,11 @@ def _after_out_of_memory(exc: BaseException, batch_len: int, device):
     return None
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a device running out of memory (CUDA's error class, or MPS's message)."""
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 def _out_of_memory_message(batch_len: int, size: int, device, new_device) -> str:
     if new_device != device:
         return f"out of memory on {device} with one trial: continuing on the CPU (slower; finished trials are kept)"
     return (f"out of memory on {device} with {batch_len} trials per batch: retrying with {size} "
             "(finished batches are kept)")
-
-
-def _release_device_memory(device) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if getattr(device, "type", str(device)) == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _forward_for(model, start, behavior, changing, reuse_fixed_parts: bool, device, autocast):

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--coverage", type=float, help="fraction of the screen the receptive fields cover")
     parser.add_argument("--train-videos", nargs="+", default=None, help="video files to cut training clips from")
     parser.add_argument("--test-videos", nargs="+", default=None, help="video files to cut test clips from")
+    parser.add_argument("--sync-signals", action="store_true",
+                        help="write the DAQ's raw sync signals (frame clock, vsync, photodiode) instead of timestamp files")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing session folder")
     return parser
 
@@ -46,7 +48,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         stimulus["train_videos"] = tuple(str(Path(p).resolve()) for p in args.train_videos)
     if args.test_videos:
         stimulus["test_videos"] = tuple(str(Path(p).resolve()) for p in args.test_videos)
-    config = config.replace(imaging=imaging, population=population, stimulus=stimulus)
+    daq = {"write_sync_signals": True} if getattr(args, "sync_signals", False) else {}
+    config = config.replace(imaging=imaging, population=population, stimulus=stimulus, daq=daq)
     session = run_for_console(simulate_session_job(args.out, config, args.seed, overwrite=args.overwrite),
                               desc="simulating")
     print(

@@ -139,12 +139,24 @@ class ImagingConfig:
 
 
 @dataclass(frozen=True)
+class DaqConfig:
+    """Raw sync signals in place of timestamp files (``write_sync_signals``), as a lab's DAQ records them."""
+
+    write_sync_signals: bool = False  # timing/daq.h5 (frame clock, vsync, photodiode) and a [sync] manifest section
+    sample_rate_hz: float = 10_000.0
+    display_lag_s: float = 0.0167  # vsync edge to the photodiode seeing the new frame
+    photodiode_noise: float = 0.03  # s.d., in units of the black-to-white step
+    photodiode_drift: float = 0.3  # slow change of baseline and gain, same units
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     name: str = "simulated-mouse"
     stimulus: StimulusConfig = field(default_factory=StimulusConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     imaging: ImagingConfig = field(default_factory=ImagingConfig)
+    daq: DaqConfig = field(default_factory=DaqConfig)
 
     @classmethod
     def default(cls) -> SimulationConfig:
@@ -202,6 +214,7 @@ class SimulationConfig:
             "population": PopulationConfig,
             "behaviour": BehaviourConfig,
             "imaging": ImagingConfig,
+            "daq": DaqConfig,
         }
         kwargs = {"name": data.get("name", "simulated-mouse")}
         for key, kind in sections.items():

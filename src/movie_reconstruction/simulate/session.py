@@ -7,6 +7,8 @@ Layout (paths relative to ``session.toml``)::
     raw/imaging_000.tif ...              uint16 (frames, Y, X)
     timing/imaging_frame_times.npy       float64 s, one per imaging frame (shared clock)
     timing/stimulus_frame_times.npy      float64 s, one per movie frame (photodiode)
+    timing/daq.h5                        with DaqConfig.write_sync_signals: the DAQ's frame clock, vsync
+                                         and photodiode in place of the two timestamp files
     timing/trials.csv                    trial_id,start_frame,n_frames,tier
     stimulus/movie.npy                   (T, H, W) float32 0..255, every frame shown, in order
     behaviour/running.csv                time,running          (wheel clock)
@@ -30,6 +32,7 @@ from ..errors import InputError
 from ..progress import Job, Progress, run
 from .behaviour import Behaviour, behaviour_on_stimulus_clock, make_behaviour
 from .config import SimulationConfig
+from .daq import write_timing
 from .imaging import (
     Field,
     bleaching,
@@ -228,8 +231,9 @@ def simulate_session_job(
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InputError("output folder exists and is not empty (overwrite=True, or --overwrite, replaces it)", out_dir)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
-    rng_stimulus, rng_timing, rng_behaviour, rng_field, rng_population, rng_spikes, rng_imaging = streams
+    # spawn(n)'s first children do not depend on n: adding the DAQ stream changed no other stream
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+    rng_stimulus, rng_timing, rng_behaviour, rng_field, rng_population, rng_spikes, rng_imaging, rng_daq = streams
 
     yield Progress("simulation", 0, 5, "stimulus")
     if trials is None:
@@ -295,8 +299,7 @@ def simulate_session_job(
         raw_files = write_tiffs(staged / "raw", blocks, n_imaging, field.shape, config.imaging.frames_per_file)
 
         yield Progress("simulation", 4, 5, "timing, stimulus, behaviour, ground truth")
-        np.save(staged / "timing/imaging_frame_times.npy", timeline.imaging_times.astype(np.float64))
-        np.save(staged / "timing/stimulus_frame_times.npy", timeline.frame_times.astype(np.float64))
+        write_timing(staged, timeline.imaging_times, timeline.frame_times, config.daq, rng_daq)
         _write_trials(staged / "timing/trials.csv", timeline)
         np.save(staged / "stimulus/movie.npy", timeline.movie.astype(np.float32))
         _write_behaviour(staged / "behaviour", behaviour)
@@ -430,12 +433,25 @@ def _write_ground_truth(
         "neuropil_dff.npy": "(modes, imaging frames) neuropil dF/F time courses",
         "bleaching.npy": "(imaging frames,) fluorescence multiplier",
         "population.npz": "parameters of the built-in V1 population (absent when rates_fn was given)",
+        "imaging_frame_times.npy": "sessions with DAQ sync signals only: the true imaging frame times they encode",
+        "stimulus_frame_times.npy": "sessions with DAQ sync signals only: the true stimulus frame times",
     }
     (folder / "index.json").write_text(json.dumps(index, indent=1))
 
 
 def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple[int, int]) -> str:
     raw = ", ".join(f'"raw/{name}"' for name in raw_files)
+    if config.daq.write_sync_signals:
+        imaging_times = stimulus_times = ""
+        sync = (
+            "[sync]\n# raw DAQ signals in place of timestamp files; see docs/manifest.md\n"
+            'file = "timing/daq.h5"\nframe_clock = "frame_clock"\nvsync = "vsync"\nphotodiode = "photodiode"\n'
+            f"refresh_hz = {float(config.stimulus.monitor_refresh_hz)!r}\n\n"
+        )
+    else:
+        imaging_times = 'frame_times = "timing/imaging_frame_times.npy"\n'
+        stimulus_times = 'frame_times = "timing/stimulus_frame_times.npy"\n'
+        sync = ""
     height, width = (int(v) for v in frame_shape)
     return (
         "# A simulated two-photon session (movie_reconstruction.simulate). Paths are relative to this file.\n"
@@ -443,17 +459,18 @@ def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple
         f"name = {json.dumps(config.name)}\n\n"
         "[imaging]\n"
         f"raw = [{raw}]\n"
-        'frame_times = "timing/imaging_frame_times.npy"\n'
+        f"{imaging_times}"
         "plane_offsets = [0.0]\n"
         f"frame_rate = {float(config.imaging.frame_rate)!r}\n\n"
         "[stimulus]\n"
         'movie = "stimulus/movie.npy"\n'
-        'frame_times = "timing/stimulus_frame_times.npy"\n'
+        f"{stimulus_times}"
         'trials = "timing/trials.csv"\n'
         f"frame_rate = {float(config.stimulus.frame_rate)!r}\n"
         f"size = [{height}, {width}]\n\n"
         "[behaviour]\n"
         'files = ["behaviour/running.csv", "behaviour/pupil.csv"]\n\n'
+        f"{sync}"
         "[ground_truth]\n"
         "# The simulation's truth; the pipeline never reads it.\n"
         'folder = "ground_truth"\n'
