@@ -37,7 +37,7 @@ def main(argv=None):
 
     from movie_reconstruction.model import Encoder, EncoderConfig, load_encoder, readout
     from movie_reconstruction.reconstruct.mask import load_mask
-    from movie_reconstruction.reconstruct.optimiser import behavior_for
+    from movie_reconstruction.reconstruct.inputs import behavior_for
 
     _, dataset = default_paths()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

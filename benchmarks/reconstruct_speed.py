@@ -76,8 +76,9 @@ def windowed_until(models, trials, mask, target, args):
     one after another in the windowed loop, so with several the check is only meaningful at
     the end; use one model.
     """
-    from movie_reconstruction.reconstruct.optimiser import blur_movies
-    from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed
+    from windowed_baseline import WindowedConfig, reconstruct_windowed
+
+    from movie_reconstruction.reconstruct.ensemble import blur_movies
 
     if len(models) != 1:
         raise SystemExit("--match-quality compares one model; give one checkpoint")
@@ -103,11 +104,11 @@ def windowed_until(models, trials, mask, target, args):
 def main(argv=None):
     from reconstruct_quality import load_trials, publish
     from reconstruct_twin import TwinOracle, default_paths
+    from windowed_baseline import WindowedConfig, reconstruct_windowed, window_starts
 
     from movie_reconstruction.progress import run
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
     from movie_reconstruction.reconstruct.mask import load_mask, mask_for_model
-    from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts
 
     twin_dir, dataset = default_paths()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -56,16 +56,16 @@ def main(argv=None):
     from movie_reconstruction.model import load_encoder
     from movie_reconstruction.progress import run
     from movie_reconstruction.reconstruct import ReconstructionConfig, reconstruct
+    from movie_reconstruction.reconstruct.ensemble import blur_movies
     from movie_reconstruction.reconstruct.mask import load_mask
     from movie_reconstruction.reconstruct.metrics import masked_correlation
-    from movie_reconstruction.reconstruct.optimiser import blur_movies
-    from movie_reconstruction.pipeline import _recording_path_of, open_recording
     from movie_reconstruction.results import ResultsFolder
+    from movie_reconstruction.results_recording import open_recording, recording_path_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
     results = ResultsFolder.open(args.results)
-    recording_path = _recording_path_of(results)
+    recording_path = recording_path_of(results)
     recording = open_recording(recording_path)
     validation = [int(i) for i in recording.indices("validation")[: args.trials]]
     if not validation:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 import cloudpickle
 import numpy as np
@@ -102,6 +103,52 @@ def test_failed_task_is_reported_and_the_rest_kept(where, client):
     assert done == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
     assert [f.key for f in report.failed] == [3] and "simulated crash on item 3" in report.failed[0].error
     assert not report.ok
+
+
+def _flaky(attempts_file, failures):
+    """Fail the first ``failures`` calls (counted in a file: Dask's retries may run elsewhere)."""
+    path = Path(attempts_file)
+    before = len(path.read_text().splitlines()) if path.exists() else 0
+    with path.open("a") as fh:
+        fh.write(f"attempt {before + 1} in process {os.getpid()}\n")
+    if before < failures:
+        raise RuntimeError(f"simulated failure on attempt {before + 1}")
+    return f"result of attempt {before + 1}"
+
+
+def _flaky_job(attempts_file, failures):
+    yield from ()
+    return _flaky(attempts_file, failures)
+
+
+def _attempts(path) -> int:
+    return len(Path(path).read_text().splitlines())
+
+
+@pytest.mark.parametrize("where", ["serial", "dask"])
+def test_a_task_that_fails_once_is_retried_and_its_result_used(where, client, tmp_path):
+    done = {}
+    tasks = [Task(k, _flaky, _flaky_job, (tmp_path / f"{k}.txt", failures), label=k)
+             for k, failures in (("steady", 0), ("flaky", 1), ("twice", 2))]
+    report = run(run_tasks(tasks, done.__setitem__, client=client if where == "dask" else None, retries=2, stage="test"))
+    assert report.ok and report.failed == []
+    assert sorted(report.finished) == ["flaky", "steady", "twice"]
+    assert done == {"steady": "result of attempt 1", "flaky": "result of attempt 2", "twice": "result of attempt 3"}
+    assert [_attempts(tmp_path / f"{k}.txt") for k in ("steady", "flaky", "twice")] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("where", ["serial", "dask"])
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_failing_task_runs_exactly_retries_plus_one_times(where, retries, client, tmp_path):
+    done = {}
+    attempts = tmp_path / "always.txt"
+    tasks = [Task("always", _flaky, _flaky_job, (attempts, 99), label="always fails")]
+    report = run(run_tasks(tasks, done.__setitem__, client=client if where == "dask" else None, retries=retries,
+                           stage="test"))
+    assert done == {} and report.finished == [] and not report.ok
+    assert [f.key for f in report.failed] == ["always"]
+    assert f"simulated failure on attempt {retries + 1}" in report.failed[0].error
+    assert _attempts(attempts) == retries + 1
 
 
 def _bad_input(x):

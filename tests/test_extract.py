@@ -174,10 +174,27 @@ def test_unfinished_run_of_other_settings_is_discarded_not_mixed(synthetic, tmp_
     next(job)  # into the conversion
     job.close()
     assert (tmp_path / STAGING_FOLDER).exists()
-    job = extract_traces(movie[:200], tmp_path, fs=FS, diameter=6)
-    events = [next(job) for _ in range(3)]
-    job.close()
+    # files of the unfinished run, which must not reach the new run's output
+    staged = tmp_path / STAGING_FOLDER / "suite2p"
+    (staged / "plane0").mkdir(parents=True, exist_ok=True)
+    (staged / "plane0" / "left_by_the_old_run.npy").write_bytes(b"old")
+    (staged / "left_by_the_old_run.txt").write_text("old")
+
+    result, events = collect(extract_traces(movie[:200], tmp_path, fs=FS, diameter=6, cell_threshold=0.0, settings=SMALL))
     assert any(e.stage == "resume" and "discarding" in e.message for e in events)
+    assert not any(e.stage == "resume" and "resuming" in e.message for e in events)
+    assert "conversion" in [e.stage for e in events]  # converted its own input again, nothing reused
+    final = tmp_path / "suite2p"
+    assert not list(final.rglob("left_by_the_old_run*")), "files of the discarded run reached the new output"
+    assert not (tmp_path / STAGING_FOLDER).exists()
+    # everything published is the new run's: 200 frames in the traces, the registered binary and the settings
+    (traces,) = result
+    assert traces.n_frames == 200 and traces.F.shape[1] == 200
+    assert (final / "plane0" / "data.bin").stat().st_size == 200 * movie.shape[1] * movie.shape[2] * 2  # int16
+    marker = json.loads((final / RUN_MARKER).read_text())
+    assert marker["complete"] is True
+    reread = read_suite2p_folder(tmp_path, cell_threshold=0.0)
+    np.testing.assert_array_equal(reread[0].F, traces.F)
 
 
 def test_every_file_of_a_real_suite2p_run_loads_without_general_unpickling(finished_run):

@@ -97,8 +97,36 @@ def test_forward_shapes_nonnegative_and_causal():
     positions = encoder.readout_positions()
     assert positions.shape == (recording.n_neurons, 2)
     assert float(positions.abs().max()) <= 1.0
-    json.dumps(encoder.config)
+    assert json.loads(json.dumps(encoder.config))["n_neurons"] == recording.n_neurons
     assert encoder.frame_shape == (18, 32) and encoder.behavior_channels == CHANNELS
+
+
+def test_readout_positions_are_where_each_neuron_looks():
+    """``readout_positions()`` (used for the cheap transparency mask) is where each neuron's rate
+    depends on the pixels: the centre of mass of its squared pixel gradient, in normalised (x, y)."""
+    recording = simulated_recording(n_trials=3)
+    encoder = _encoder(recording, positions=False)  # read points spread over the frame
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    height, width = recording.frame_shape
+    video = torch.full((1, 12, height, width), 128.0, requires_grad=True)
+    behavior = torch.tensor([20.0, 5.0, 0.0, 0.0]).view(1, 4, 1).expand(1, 4, 12).contiguous()
+    rates = encoder(video, behavior)[0].sum(1)
+    xs = (torch.arange(width) + 0.5) / width * 2 - 1  # pixel centres, align_corners=False
+    ys = (torch.arange(height) + 0.5) / height * 2 - 1
+    centres = []
+    for neuron in range(recording.n_neurons):
+        (grad,) = torch.autograd.grad(rates[neuron], video, retain_graph=True)
+        weight = grad[0].pow(2).sum(0)
+        weight = weight / weight.sum()
+        centres.append(torch.stack([(weight.sum(0) * xs).sum(), (weight.sum(1) * ys).sum()]))
+    centres = torch.stack(centres)
+    positions = encoder.readout_positions()
+    error = (centres - positions).norm(dim=1).mean()
+    assert error < 0.2  # a few pixels: the core's kernels spread each read point
+    # and clearly better than the same positions given to the wrong neurons, or as (y, x)
+    assert error < 0.4 * (centres - positions.roll(1, 0)).norm(dim=1).mean()
+    assert error < 0.4 * (centres - positions.flip(1)).norm(dim=1).mean()
 
 
 @pytest.mark.parametrize("chunk", [3, 64])
@@ -505,3 +533,27 @@ def test_evaluate_reports_ceiling_on_twin_data(tiny_twin_dataset):
     metrics = evaluate_encoder(encoder, recording, "test")
     assert 0.1 < metrics["ceiling"] < 0.9
     assert metrics["to_rates"] is not None and metrics["trials"] == 2
+
+    # the ceiling is the stored noise-free rates against the responses, neuron by neuron over the
+    # concatenated test trials (computed here from the files, without the package's metrics)
+    test = [recording.trial(int(i)) for i in recording.indices("test")]
+    rates_dir = tiny_twin_dataset / "ground_truth" / "rates"
+    rates = [np.load(rates_dir / f"{t.trial_id}.npy") for t in test]
+    joined_rates, joined_responses = np.concatenate(rates, axis=1), np.concatenate([t.responses for t in test], axis=1)
+    expected = np.mean([np.corrcoef(r, y)[0, 1] for r, y in zip(joined_rates, joined_responses)])
+    assert metrics["ceiling"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["per_neuron"].shape == (recording.n_neurons,)
+    assert metrics["single_trial"] == pytest.approx(float(np.mean(metrics["per_neuron"])), abs=1e-12)
+    assert metrics["fraction_of_ceiling"] == pytest.approx(metrics["single_trial"] / metrics["ceiling"])
+
+    class Oracle:
+        """Predicts the stored noise-free rates: it reaches the ceiling, and correlates 1 with the rates."""
+
+        def predict(self, video, behavior):
+            index = next(k for k, t in enumerate(test) if np.array_equal(t.video, video))
+            return rates[index]
+
+    oracle = evaluate_encoder(Oracle(), recording, "test")
+    assert oracle["single_trial"] == pytest.approx(oracle["ceiling"], abs=1e-9)
+    assert oracle["to_rates"] == pytest.approx(1.0, abs=1e-6)
+    assert oracle["fraction_of_ceiling"] == pytest.approx(1.0, abs=1e-9)

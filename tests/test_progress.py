@@ -95,8 +95,8 @@ def test_console_chooses_a_bar_on_a_terminal_and_lines_elsewhere():
 
 _NOISE = (
     "import logging, warnings\n"
-    "from movie_reconstruction.cli import _configure_console\n"
-    "_configure_console({verbose})\n"
+    "from movie_reconstruction.console import configure_console\n"
+    "configure_console({verbose})\n"
     "logging.getLogger('suite2p.io.nwb').warning('pynwb not installed, save_nwb will not work')\n"
     "warnings.warn_explicit('old api', DeprecationWarning, 'x.py', 1, module='suite2p.registration')\n"
     "warnings.warn_explicit('ours', UserWarning, 'y.py', 1, module='movie_reconstruction.align')\n"

@@ -9,6 +9,7 @@ the movie inside the covered region, and clearly better than any control.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from movie_reconstruction.errors import InputError  # noqa: E402
 from movie_reconstruction.progress import Progress, run  # noqa: E402
 from movie_reconstruction.reconstruct import Reconstruction, ReconstructionConfig, reconstruct  # noqa: E402
 from movie_reconstruction.reconstruct.controls import run_controls  # noqa: E402
+from movie_reconstruction.reconstruct.ensemble import combine_member_movies  # noqa: E402
 from movie_reconstruction.reconstruct.mask import (  # noqa: E402
     MaskConfig,
     TransparencyMask,
@@ -35,7 +37,6 @@ from movie_reconstruction.reconstruct.metrics import (  # noqa: E402
     response_check,
     ssim,
 )
-from movie_reconstruction.reconstruct.windowed import WindowedConfig, reconstruct_windowed, window_starts  # noqa: E402
 from movie_reconstruction.recording import Trial  # noqa: E402
 
 H, W, T = 12, 16, 60
@@ -245,12 +246,26 @@ def test_bad_input_is_reported(toy):
 
 
 def test_save_and_load_roundtrip(toy, tmp_path):
+    """Every field comes back: movies, members, losses, settings, mask, ids, counters and extras."""
     model, trials, mask = toy
-    result = run(reconstruct(model, trials[:1], dataclasses.replace(FAST, iterations=5), mask=mask))
+    config = dataclasses.replace(FAST, iterations=5, optimizer="momentum", learning_rate=1.5, blur_sigma=0.7,
+                                 pixel_range=(10.0, 240.0), early_stopping=False, seed=3)
+    result = run(reconstruct([model, ToyEncoder(seed=1)], trials[:2], config, mask=mask.alpha * 0.8,
+                             neurons=np.arange(200)))
+    assert result.member_movies.shape[:2] == (2, 2) and result.extra["neurons"] == 200
     result.save(tmp_path / "rec")
     loaded = Reconstruction.load(tmp_path / "rec")
-    assert np.array_equal(loaded.movie, result.movie)
-    assert loaded.config == result.config
+    fields = [f.name for f in dataclasses.fields(Reconstruction)]
+    for name in fields:
+        saved, back = getattr(result, name), getattr(loaded, name)
+        if name in ("loss_history", "member_loss_history"):  # stored as float32
+            assert back.shape == saved.shape, name
+            np.testing.assert_allclose(back, saved, rtol=1e-6, err_msg=name)
+        elif isinstance(saved, np.ndarray):
+            assert back.dtype == saved.dtype and np.array_equal(back, saved), name
+        else:
+            assert type(back) is type(saved) and back == saved, name
+    assert isinstance(loaded.config, ReconstructionConfig)
 
 
 def test_controls_table_has_margins(toy):
@@ -275,13 +290,22 @@ def test_controls_table_has_margins(toy):
     assert "shuffled" in markdown and "| 30 |" in markdown
 
 
-def test_windowed_baseline_reconstructs(toy):
+def test_windowed_baseline_reconstructs(toy, monkeypatch, tmp_path):
+    """The paper's loop, a benchmark baseline kept in benchmarks/ (reconstruct_speed.py runs it)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from windowed_baseline import WindowedConfig, reconstruct_windowed, window_starts
+
     model, trials, mask = toy
     assert len(window_starts(300, 32, 8)) == 35
     config = WindowedConfig(iterations=40, window=16, stride=4, learning_rate=300.0)
     result = run(reconstruct_windowed(model, trials[:2], config, mask=mask))
     assert result.movies.shape == (2, T, H, W)
     assert _scores(result, trials[:2], mask).mean() > 0.4
+    # its members are combined by the same step as the main loop's: mean, blur, clip
+    expected = combine_member_movies(result.member_movies, config.blur_sigma, config.pixel_range)
+    assert np.array_equal(result.movies, expected)
+    result.save(tmp_path / "windowed")
+    assert Reconstruction.load(tmp_path / "windowed", config_type=WindowedConfig).config == config
 
 
 def test_metrics_follow_paper_convention():

@@ -15,12 +15,12 @@ from movie_reconstruction.results import ResultsFolder
 from test_results import _write_trial
 
 
-def _folder(tmp_path):
+def _folder(tmp_path, name="res"):
     from safetensors.numpy import save_file
 
     from movie_reconstruction.traces import RoiMask, Traces
 
-    folder = ResultsFolder.create(tmp_path / "res")
+    folder = ResultsFolder.create(tmp_path / name)
     for tid in (3, 8):
         _write_trial(folder, tid, frames=45)
     folder.write_controls({
@@ -80,8 +80,23 @@ def test_report_is_self_contained_and_complete(tmp_path):
     assert "0.580" in page  # trial 8's correlation in the summary table
 
 
-def test_report_to_another_file(tmp_path):
-    folder = _folder(tmp_path)
+def test_report_to_another_file_is_the_whole_report_with_names_escaped(tmp_path):
+    """Written elsewhere, the report is still complete and self-contained, and the folder's name
+    (which a user chooses, so it may hold HTML) is shown escaped, never as markup."""
+    name = 'mouse <i>&"1"'  # a folder name cannot hold "/", so no closing tag
+    folder = _folder(tmp_path, name)
     out = tmp_path / "elsewhere" / "mouse.html"
     assert write_report(folder.path, out) == out
-    assert out.stat().st_size > 20_000 and not (folder.path / "report.html").exists()
+    assert not (folder.path / "report.html").exists()
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    for heading in ("Summary", "animated", "frame by frame", "Per-frame correlation", "Controls and the neuron-count curve",
+                    "Training", "ROI map", "Provenance", "Identification", "Temporal resolution"):
+        assert heading in page, heading
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert sources and all(s.startswith("data:") for s in sources)
+    assert page.count("data:image/png;base64,") == 6 and page.count("data:image/gif;base64,") == 1
+    escaped = "mouse &lt;i&gt;&amp;&quot;1&quot;"
+    assert f"<title>Movie reconstruction report · {escaped}</title>" in page
+    assert escaped in page.split("<h1>", 1)[1]  # the folder's path under the heading
+    assert "<i>&" not in page and name not in page

@@ -198,17 +198,33 @@ def test_plugin_contributes_every_widget_reader_writer_and_sample():
     assert [s.key for s in contributions.sample_data] == ["simulated_session"]
 
 
+WIDGET_CLASSES = {
+    "Run all": "movie_reconstruction._widgets.run_all.RunAllWidget",
+    "Extract traces": "movie_reconstruction._widgets.extract.ExtractTracesWidget",
+    "Build recording": "movie_reconstruction._widgets.recording.BuildRecordingWidget",
+    "Train encoder": "movie_reconstruction._widgets.train.TrainEncoderWidget",
+    "Reconstruct": "movie_reconstruction._widgets.reconstruct.ReconstructWidget",
+    "Reconstruction plots": "movie_reconstruction._widgets.plot.ReconstructionPlot",
+}
+
+
 def test_every_widget_opens_from_the_plugins_menu(viewer):
+    """Each Plugins-menu entry, when clicked, docks its own widget (the right class, once each)."""
     from napari._app_model import get_app_model
 
+    assert sorted(WIDGET_CLASSES) == sorted(WIDGETS)
     app = get_app_model()
-    titles = {str(getattr(item, "command", item).title) for item in _menu_items(app, "napari/plugins")}
+    commands = {str(c.title): c.id for c in (getattr(i, "command", i) for i in _menu_items(app, "napari/plugins"))
+                if c.id.startswith(f"{PLUGIN}.")}
+    assert sorted(commands) == sorted(WIDGETS), commands
     for name in WIDGETS:
-        assert any(name in title for title in titles), f"{name!r} is not in the Plugins menu ({sorted(titles)[:12]}...)"
+        app.commands.execute_command(commands[name])  # what clicking the menu entry does
+    docked = {key: widget for key, widget in viewer.window.dock_widgets.items() if key.endswith("(Movie Reconstruction)")}
+    assert sorted(docked) == sorted(f"{name} (Movie Reconstruction)" for name in WIDGETS)
     for name in WIDGETS:
-        widget = open_widget(viewer, name)
-        assert widget is not None
-        assert widget.__class__.__module__.startswith("movie_reconstruction._widgets")
+        widget = docked[f"{name} (Movie Reconstruction)"]
+        assert f"{type(widget).__module__}.{type(widget).__qualname__}" == WIDGET_CLASSES[name], name
+    assert len({id(w) for w in docked.values()}) == len(WIDGETS)
 
 
 def _menu_items(app, menu_id):

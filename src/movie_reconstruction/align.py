@@ -233,6 +233,8 @@ def _check_movie_length(n_movie: int, n_times: int, allow_unshown: bool, has: st
     return n_movie - n_times
 
 
+# long: thirteen keyword inputs and one sequence of alignment steps that share them (traces, stimulus
+# frames, trials, behaviour); split, every step would take most of them as arguments.
 def align_session(
     *,
     traces: Sequence[np.ndarray],

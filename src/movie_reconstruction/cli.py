@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .console import configure_console, show_warning
 from .errors import InputError
 
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_TASKS_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -39,26 +40,6 @@ def _drive(job, args):
     if getattr(args, "quiet", False):
         return run(job)
     return run_for_console(job, sys.stderr)
-
-
-# Dependencies whose start-up messages (suite2p's "pynwb not installed", dask's cluster notes)
-# are not addressed to our users; --verbose shows them.
-_CHATTY_LOGGERS = ("suite2p", "distributed", "numba", "PIL", "matplotlib", "h5py", "napari")
-
-
-def _configure_console(verbose: bool) -> None:
-    """Keep the console to what this tool has to say, unless ``--verbose`` asks for everything."""
-    import logging
-    import warnings
-
-    if verbose:
-        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-        warnings.simplefilter("default")
-        return
-    warnings.filterwarnings("ignore")
-    warnings.filterwarnings("default", module=r"movie_reconstruction(\.|$)")
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -403,6 +384,8 @@ def _verbose_option(p, default):
                    help="also show dependencies' log messages and warnings")
 
 
+# long: the command line's option table, one subcommand after another; issue 22 generates it from
+# the settings schema.
 def build_parser() -> argparse.ArgumentParser:
     from .model.config import PRESETS
 
@@ -573,8 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     with warnings.catch_warnings():  # scoped, so that main() called in-process leaves no filters behind
-        _configure_console(args.verbose)
-        warnings.showwarning = functools.partial(_show_warning, args.command, warnings.showwarning)
+        configure_console(args.verbose)
+        warnings.showwarning = functools.partial(show_warning, args.command, warnings.showwarning)
         return _run(args)
 
 
@@ -608,16 +591,6 @@ def _run(args) -> int:
 
 _PLACE_ERRORS = {getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "EISDIR",
                                                   "ENAMETOOLONG") if hasattr(errno, name)}
-
-
-def _show_warning(command, show, message, category, filename, lineno, file=None, line=None):
-    """Our own warnings (a stale lock taken over, a member left out) as one line each."""
-    from .errors import RunWarning
-
-    if issubclass(category, RunWarning):
-        print(f"movie-recon {command}: warning: {message}", file=sys.stderr)
-    else:
-        show(message, category, filename, lineno, file, line)
 
 
 def _unexpected(args, exc: Exception) -> int:

@@ -20,6 +20,7 @@ from .reconstruct.metrics import DROP_FRAMES
 from .reconstruct.resolution import Spectrum, reliability_map, spatial_resolution, temporal_resolution
 from .reconstruct.statistics import ALPHA, MEASURE_LABELS, ControlVerdict, OverallVerdict, content_scores, control_verdicts, overall_verdict
 from .results import ResultsFolder, load_results, read_json
+from .results_recording import open_recording, recording_path_of
 
 RELIABILITY_MAP = "reliability_map.npy"
 N_DISTRACTORS = 60
@@ -73,10 +74,8 @@ class Evaluation:
 
 def _frame_rate(folder: ResultsFolder, notes: list[str]):
     """(recording or None, frame rate) of the folder's recording."""
-    from .pipeline import _recording_path_of, open_recording
-
     try:
-        recording = open_recording(_recording_path_of(folder))
+        recording = open_recording(recording_path_of(folder))
         return recording, float(recording.frame_rate)
     except Exception:  # noqa: BLE001 - a folder of reconstructions alone can still be evaluated
         notes.append(f"no readable recording: frame rate taken as {DEFAULT_FRAME_RATE:g} Hz")

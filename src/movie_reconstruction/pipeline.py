@@ -27,69 +27,19 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .losses import DEFAULT_LOSS
-from .model.registry import BUILTIN_KIND
 from .progress import Job, Progress, relabel
 from .results import ResultsFolder, describe_inputs, identity_hash
+from .results_recording import open_recording, recording_path_of as _recording_path_of
+from .settings import PipelineSettings, with_changes  # noqa: F401 - the stages' settings, re-exported
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Everything a run can be told. The defaults are the tool's defaults for a lab session."""
-
-    # extraction (None: from the session's simulation.json hints, the manifest, or suite2p's defaults)
-    fs: float | None = None
-    tau: float | None = None
-    diameter: float | None = None
-    cell_threshold: float | None = 0.5
-    small_fov: bool = False  # suite2p settings for a small, low-resolution field of view
-    signal: str = "spks"  # which trace becomes the responses: spks, F or corrected
-    # training
-    n_models: int = 3
-    preset: str = "small"
-    max_epochs: int | None = None
-    max_minutes: float | None = None
-    init_core: str | None = None  # "bundled", a core file, or None (from scratch)
-    encoder_kind: str = BUILTIN_KIND  # a registered encoder kind (model.register_encoder)
-    loss: str = DEFAULT_LOSS  # from the loss table (movie_reconstruction.losses), for training and reconstruction
-    # reconstruction
-    iterations: int = 200
-    trials: tuple[int, ...] | None = None  # trial ids; None: every test trial
-    controls: bool = True
-    control_variants: tuple[str, ...] = ("time-reversed", "circular shift", "grey-screen prior")  # + shuffled, always
-    neuron_counts: tuple[int, ...] | None = None  # None: 1/8, 1/4, 1/2 of the neurons
-    overwrite: bool = False  # replace reconstructions made with other models or settings
-    # execution
-    device: str = "auto"
-    seed: int = 0
-    threads: int | None = None  # torch threads per task (None: leave as is)
-    retries: int = 2
-    report: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def demo(cls, quick: bool = False) -> PipelineSettings:
-        """Settings sized for ``movie-recon demo`` (< 10 min) and ``--quick`` (< 2 min) on 2 CPU cores."""
-        if quick:
-            # the two-minute budget leaves room for one model, one reconstructing control and one subset
-            return cls(cell_threshold=0.0, small_fov=True, n_models=1, preset="fast", max_epochs=12, iterations=50,
-                       control_variants=("grey-screen prior",), neuron_counts=(100,))
-        # measured on 2 idle cores: simulation ~40 s, suite2p ~55 s, two models ~100 s, the
-        # reconstructions and controls ~300 s (docs/user-guide.md, benchmarks/demo_timing.py).
-        # Both demos use the fast preset: the small one costs about twice as much per frame, in
-        # training and in every reconstruction step, which would take this one past 10 minutes.
-        return cls(cell_threshold=0.0, small_fov=True, n_models=2, preset="fast", max_epochs=12, iterations=60,
-                   neuron_counts=(150, 300))
 
 
 @dataclass
@@ -287,15 +237,6 @@ def _build_from_nwb(results: ResultsFolder, path: Path, traces, settings: Pipeli
     return read_sensorium(results.recording_dir)
 
 
-def open_recording(path: str | Path):
-    from .io.sensorium import read_sensorium
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("recording folder not found (run `movie-recon build` first, or pass a Sensorium folder)", path)
-    return read_sensorium(path)
-
-
 @_writes_results
 def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None) -> Job:
     """Train the ensemble (members are tasks), save checkpoints and the ensemble's transparency mask."""
@@ -383,13 +324,6 @@ def _load_mask(results: ResultsFolder) -> np.ndarray:
     from .reconstruct.mask import load_mask
 
     return load_mask(results.mask_path).alpha
-
-
-def _recording_path_of(results: ResultsFolder, recording_path=None) -> Path:
-    if recording_path is not None:
-        return Path(recording_path)
-    trained_on = results.provenance().get("settings", {}).get("train", {}).get("recording")
-    return Path(trained_on) if trained_on else results.recording_dir
 
 
 def _ensemble(results: ResultsFolder, recording):
@@ -532,6 +466,8 @@ def reconstruct_stage(
     )
 
 
+# long: builds, runs and collects the controls' tasks; to be replaced by the one controls stage
+# shared with reconstruct/controls.py (issue 22, finding 1).
 @_writes_results
 def controls_stage(
     results: ResultsFolder, settings: PipelineSettings, *, recording_path=None, client=None
@@ -710,8 +646,3 @@ def run_demo(
         traces = yield from extract_stage(results, session.manifest, settings)
         yield from build_stage(results, session.manifest, traces, settings)
         return (yield from _model_to_report(results, settings, client, {}, started))
-
-
-def with_changes(settings: PipelineSettings, **changes) -> PipelineSettings:
-    """``settings`` with the given fields changed, ignoring the ones left at None."""
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})

@@ -15,34 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from . import _atomic
+from ._report_html import _evaluation_outline, _img, _png, _subplots, _table
+from .report_statistics import detail_tables, verdict_section
 from .results import REPORT, Results, load_results
 
 DROP_FRAMES = 30  # the evaluation convention; frames before this are greyed out in plots
 GIF_SCALE = 4
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _subplots(nrows: int = 1, ncols: int = 1, **kwargs):
-    """A figure without pyplot: no GUI backend is touched, even inside napari."""
-    from matplotlib.figure import Figure
-
-    figsize = kwargs.pop("figsize", None)
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(nrows, ncols, **kwargs)
-
-
-def _img(uri: str, alt: str, width: str = "100%") -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}" style="max-width:{width}">'
-
-
-def _evaluation_outline(ax, mask):
-    if mask is not None and (mask >= 1).any() and not (mask >= 1).all():
-        ax.contour(mask >= 1, levels=[0.5], colors="#ffcc00", linewidths=0.6)
 
 
 # ------------------------------------------------------------------------------------ figures
@@ -203,27 +181,7 @@ details{margin:.6em 0}summary{cursor:pointer}
 """
 
 
-def _table(rows: list[dict], columns: list[str], formats: dict | None = None) -> str:
-    formats = formats or {}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            if c == "verdict" and value in ("beaten", "not beaten"):
-                cls = "pass" if value == "beaten" else "fail"
-                cells.append(f'<td class="{cls}">{html.escape(str(value))}</td>')
-                continue
-            if isinstance(value, float):
-                text = formats.get(c, "{:.3f}").format(value) if np.isfinite(value) else "–"
-            else:
-                text = "" if value is None else str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
+# long: the report's sections in page order, one after another; every figure is its own function.
 def render_report(results: Results) -> str:
     prov = results.provenance
     versions = prov.get("versions", {})
@@ -245,8 +203,6 @@ def render_report(results: Results) -> str:
                      f"(range {corr.min():.3f} to {corr.max():.3f}).</p>")
     else:
         parts.append("<p>No reconstructed trials in this folder yet.</p>")
-    from .report_statistics import detail_tables, verdict_section
-
     controls = results.controls
     if controls and controls.get("stale"):
         parts.append("<p class='verdict bad'>The controls below are out of date (see the warning above): no verdict.</p>")

@@ -7,7 +7,7 @@ import html
 
 import numpy as np
 
-from .report import _evaluation_outline, _img, _png, _subplots, _table
+from ._report_html import _evaluation_outline, _img, _png, _subplots, _table
 from .results import Results
 
 

@@ -68,10 +68,7 @@ class ExtractTracesWidget(Container):
             cell_threshold=self.cell_threshold.value,
         )
         if self.small_fov.value:
-            try:
-                kwargs["settings"] = small_fov_overrides(diameter=self.diameter.value)
-            except TypeError:
-                kwargs["settings"] = small_fov_overrides()
+            kwargs["settings"] = small_fov_overrides(diameter=self.diameter.value)
         return kwargs
 
     def run(self, *_):

@@ -200,7 +200,7 @@ class SessionTimes:
 def session_times(manifest, *, n_imaging_frames: int | None, n_movie_frames: int | None) -> SessionTimes:
     """Frame times for a :class:`~movie_reconstruction.io.manifest.SessionManifest`: timestamp files
     where it names them, the ``[sync]`` DAQ signals otherwise."""
-    from .manifest import read_times
+    from .timestamps import read_times
 
     result = None
     if manifest.sync is not None and (manifest.imaging_frame_times is None or manifest.stimulus_frame_times is None):

@@ -105,7 +105,7 @@ def evaluate_encoder(encoder, recording, tier: str = "test", *, skip_frames: int
     (None without ground-truth rates; ``ceiling`` = noise-free rates vs the same responses,
     computed the same way), ``fraction_of_ceiling``, ``per_neuron`` (array) and ``trials``.
     """
-    from .protocol import predict
+    from .protocol import predict_trial
 
     encoders = encoder if isinstance(encoder, (list, tuple)) else [encoder]
     positions = recording.indices(tier)
@@ -114,7 +114,7 @@ def evaluate_encoder(encoder, recording, tier: str = "test", *, skip_frames: int
     preds, resps, videos = [], [], []
     for i in positions:
         trial = recording.trial(int(i))
-        preds.append(np.mean([predict(e, trial.video, trial.behavior) for e in encoders], axis=0))
+        preds.append(np.mean([predict_trial(e, trial.video, trial.behavior) for e in encoders], axis=0))
         resps.append(trial.responses)
         videos.append(trial.video)
     per_neuron = per_neuron_correlation(preds, resps, skip_frames)

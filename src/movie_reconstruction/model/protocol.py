@@ -16,6 +16,9 @@ them (the rest of the package calls the functions here):
 - a keyword ``first_frame`` of ``forward``: rates from that frame on only (training skips the
   readout of its burn-in frames). Default: training slices the full output.
 - ``neuron_ids``: ids of the predicted neurons, saved in checkpoints. Default: ``0..n-1``.
+- ``predict(video, behavior)``: rates ``(neurons, T)`` of one trial from numpy arrays.
+  Default: :func:`predict`. Scoring (``evaluate_encoder``) needs only this member, so a
+  predictor that is no encoder (an oracle of the noise-free rates) can be scored too.
 
 No torch import at module level.
 """
@@ -147,6 +150,12 @@ def predict(model, video: np.ndarray, behavior: np.ndarray) -> np.ndarray:
             return model(v, bh)[0].float().cpu().numpy()
     finally:
         model.train(was_training)
+
+
+def predict_trial(model, video: np.ndarray, behavior: np.ndarray) -> np.ndarray:
+    """Rates ``(neurons, T)`` for one trial: the model's own ``predict`` where it has one, else :func:`predict`."""
+    own = optional_member(model, "predict")
+    return own(video, behavior) if own is not None else predict(model, video, behavior)
 
 
 def neuron_ids(model) -> np.ndarray:

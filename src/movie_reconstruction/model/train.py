@@ -132,17 +132,6 @@ def _split_positions(recording):
     return train, validation
 
 
-def recording_hash(recording, positions=None) -> str:
-    """SHA-256 over neuron ids, frame rate and every trial's video, responses and behaviour."""
-    hasher = hashlib.sha256()
-    _hash_header(hasher, recording)
-    for i in range(len(recording)) if positions is None else positions:
-        trial = recording.trial(int(i))
-        for array in (trial.video, trial.responses, trial.behavior):
-            hasher.update(np.ascontiguousarray(array).tobytes())
-    return hasher.hexdigest()
-
-
 def _hash_header(hasher, recording) -> None:
     hasher.update(np.ascontiguousarray(np.asarray(recording.neurons.ids).astype(str)).tobytes())
     hasher.update(repr((float(recording.frame_rate), tuple(recording.behavior_channels))).encode())
@@ -215,6 +204,8 @@ def _predict_trials(model, videos, behavior, eval_frames, autocast_ctx):
     return out
 
 
+# long: the training loop's schedule, validation, early stopping, time budget and best-state keeping
+# share their state; to be split with the encoder registry (issue 22).
 def train_encoder(
     recording,
     config: EncoderConfig | str | None = "small",

@@ -36,6 +36,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Job, Progress
+from .inputs import as_trial_list, behavior_for, models_prepared
+from ..losses import poisson_nll
 
 UPDATE_THRESHOLD = 0.5
 EVALUATION_THRESHOLD = 1.0
@@ -110,6 +112,32 @@ def load_mask(path: str | Path) -> TransparencyMask:
     return TransparencyMask(alpha, metadata.get("method", "unknown"), json.loads(metadata.get("settings", "{}")))
 
 
+def resolve_mask(mask, models, frame_shape) -> np.ndarray:
+    """An alpha map ``(H, W)``: the given one, the models' own (averaged), or all ones."""
+    if mask is None:
+        found = [getattr(m, "transparency_mask", None) for m in models]
+        for i, model in enumerate(models):
+            # a mask saved beside an encoder checkpoint (see mask.save_mask) is picked up too
+            checkpoint = getattr(model, "checkpoint_path", None)
+            if found[i] is None and checkpoint is not None and mask_path_for(checkpoint).is_file():
+                found[i] = load_mask(checkpoint)
+        found = [m for m in found if m is not None]
+        if found:
+            alphas = [np.asarray(m.alpha if isinstance(m, TransparencyMask) else m, np.float32) for m in found]
+            alpha = np.mean(alphas, axis=0)
+        else:
+            alpha = np.ones(frame_shape, np.float32)
+    elif isinstance(mask, TransparencyMask):
+        alpha = mask.alpha
+    else:
+        alpha = np.asarray(mask, np.float32)
+    if alpha.shape != tuple(frame_shape):
+        raise InputError(f"mask has shape {alpha.shape}, the frames are {tuple(frame_shape)}")
+    if not (alpha >= 0.5).any():
+        raise InputError("the mask's update region (alpha >= 0.5) is empty")
+    return alpha.astype(np.float32)
+
+
 # ---------------------------------------------------------------------------- cheap estimate
 def mask_from_readout(
     positions, frame_shape, *, sigma_px: float = 4.0, eval_fraction: float = 0.1
@@ -171,7 +199,6 @@ def learn_mask(model, trials, config: MaskConfig | None = None, *, device=None) 
     import torch
 
     from ..device import pick_device
-    from .optimiser import as_trial_list, behavior_for, models_prepared, poisson_nll
 
     config = config or MaskConfig()
     trials = as_trial_list(trials)

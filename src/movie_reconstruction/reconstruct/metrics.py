@@ -106,9 +106,6 @@ class MovieScores:
     frame_correlation: np.ndarray
     pixel_correlation: np.ndarray
 
-    def as_row(self) -> dict[str, float]:
-        return {"correlation": self.correlation, "ssim": self.ssim}
-
 
 def score_movie(reconstruction, truth, mask=None, *, drop_frames: int = DROP_FRAMES) -> MovieScores:
     return MovieScores(
@@ -120,8 +117,8 @@ def score_movie(reconstruction, truth, mask=None, *, drop_frames: int = DROP_FRA
 
 
 def score_reconstruction(reconstruction, trials, *, drop_frames: int = DROP_FRAMES) -> list[MovieScores]:
-    """Scores of each trial of a :class:`~.optimiser.Reconstruction` against the trials' videos."""
-    from .optimiser import as_trial_list
+    """Scores of each trial of a :class:`~.result.Reconstruction` against the trials' videos."""
+    from .inputs import as_trial_list
 
     trials = as_trial_list(trials)
     if len(trials) != reconstruction.movies.shape[0]:
@@ -156,7 +153,7 @@ def predict(models, video, trial, *, device=None) -> np.ndarray:
     import torch
 
     from ..device import pick_device
-    from .optimiser import as_model_list, behavior_for
+    from .inputs import as_model_list, behavior_for
 
     models = as_model_list(models)
     device = pick_device(device)

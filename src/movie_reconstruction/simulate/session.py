@@ -207,6 +207,7 @@ def _place_trial_rates(trial_rates: Sequence[np.ndarray], timeline: _Timeline) -
 
 
 # ---------------------------------------------------------------------------- the job
+# long: the simulation's steps in order (stimulus, behaviour, rates, imaging, files), sharing their state.
 def simulate_session_job(
     out_dir: str | Path,
     config: SimulationConfig | None = None,

@@ -9,6 +9,10 @@ movie; the movies are averaged and optionally blurred.
 
 Use :func:`movie_reconstruction.reconstruct.reconstruct` for real work: it needs one pass
 over each frame per step instead of four, and no per-window restarts of the causal encoder.
+This loop lives with the benchmarks (``reconstruct_speed.py`` compares it with ours) and
+reads its inputs, its loss and its ensemble average through the package's leaf modules, so
+both loops check their inputs and combine their members' movies the same way. A saved
+result loads with ``Reconstruction.load(folder, config_type=WindowedConfig)``.
 """
 
 from __future__ import annotations
@@ -18,18 +22,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..progress import Job, Progress
-from .optimiser import (
-    Reconstruction,
+from movie_reconstruction.progress import Job, Progress
+from movie_reconstruction.reconstruct.ensemble import combine_member_movies
+from movie_reconstruction.reconstruct.inputs import (
     as_model_list,
     as_trial_list,
     behavior_for,
-    blur_movies,
     check_trials,
     models_prepared,
-    poisson_nll,
-    resolve_mask,
 )
+from movie_reconstruction.losses import poisson_nll
+from movie_reconstruction.reconstruct.mask import resolve_mask
+from movie_reconstruction.reconstruct.result import Reconstruction
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def window_starts(n_frames: int, window: int, stride: int) -> np.ndarray:
 def reconstruct_windowed(models, trials, config: WindowedConfig | None = None, *, mask=None, device=None) -> Job[Reconstruction]:
     import torch
 
-    from ..device import describe, pick_device
+    from movie_reconstruction.device import describe, pick_device
 
     config = config or WindowedConfig()
     models = as_model_list(models)
@@ -128,7 +132,7 @@ def reconstruct_windowed(models, trials, config: WindowedConfig | None = None, *
             member_movies.append(pixels.detach().cpu().numpy())
             member_losses.append(losses)
     member_movies = np.stack(member_movies).astype(np.float32)
-    movies = np.clip(blur_movies(member_movies.mean(0), config.blur_sigma), lo, hi).astype(np.float32)
+    movies = combine_member_movies(member_movies, config.blur_sigma, config.pixel_range)
     history = np.array(member_losses)
     return Reconstruction(
         movies=movies,
