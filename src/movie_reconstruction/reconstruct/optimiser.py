@@ -306,7 +306,9 @@ def _step_gradient(forward, pixels, start, update, config, generator, loss_args)
     config asks for (:mod:`.antialias`): the update jittered, the gradient blurred."""
     forward = jittered(forward, start, *random_shift(config.jitter, generator))
     loss, grad = _loss_and_gradient(forward, pixels, *loss_args)
-    grad = blur_gradient(grad, config.gradient_blur)
+    if config.gradient_blur:
+        # blur only the update's own gradient: a prepared pass's gradient outside it is not computed in full
+        grad = blur_gradient(grad * update, config.gradient_blur)
     return loss, normalise_gradient(grad, update, config.gradient_clip)
 
 
