@@ -75,7 +75,6 @@ def drive_and_rates(model, video, behavior):
     return drive, model._rates(drive.float(), model._gain(z))
 
 
-# long: one measurement per row of the table, each a few lines; splitting them hides the comparison
 def gradient_rows(model, trial, movie) -> dict[str, np.ndarray]:
     import torch
 

@@ -31,12 +31,18 @@ def shift_frames(x, dy: int, dx: int):
 
 
 def random_shift(jitter: int, generator) -> tuple[int, int]:
-    """A shift ``(dy, dx)`` drawn uniformly from ``-jitter .. jitter`` on each axis (the seed's generator)."""
+    """A shift ``(dy, dx)`` in ``-jitter .. jitter`` on each axis (the seed's generator): heads in
+    ``2 * jitter`` fair coin flips, minus ``jitter``.
+
+    Why not uniform: with a stride-2 grid an even and an odd shift favour opposite phases, so they
+    must come equally often for the grid's pattern to cancel; uniform on -1..1 draws odd twice as
+    often as even. A centred binomial has mean 0 (no drift of the movie) and even and odd shifts
+    equally likely, for any ``jitter``."""
     import torch
 
     if jitter <= 0:
         return 0, 0
-    dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+    dy, dx = (torch.randint(0, 2, (2, 2 * jitter), generator=generator).sum(1) - jitter).tolist()
     return int(dy), int(dx)
 
 

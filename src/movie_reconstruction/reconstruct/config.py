@@ -45,7 +45,7 @@ class ReconstructionConfig:
     loss: str = DEFAULT_LOSS  # a name from the loss table (movie_reconstruction.losses)
     # Against the stride-2 core's checkerboard (issue 24, reconstruct.antialias): ``jitter`` moves the
     # update by up to this many whole pixels each step (0 = off); on the full demo's test trials
-    # jitter 1 took the period-2 power from 8-27x the stimulus's to 1-2.5x, doubled SSIM and raised
+    # jitter 1 took the period-2 power from 8-27x the stimulus's to 0.9-1.5x, doubled SSIM and raised
     # masked r on every trial (docs/reconstruction.md). ``gradient_blur``: sigma in pixels of a
     # spatial Gaussian blur of each step's gradient (0 = off; it also worked, less well in r and SSIM).
     jitter: int = 1
