@@ -173,6 +173,50 @@ def test_reusing_fixed_parts_changes_nothing_but_the_work(toy, monkeypatch):
     assert reused.loss_history[-1] < reused.loss_history[0]  # the pixels did move
 
 
+def test_antialiasing_helpers():
+    from movie_reconstruction.reconstruct.antialias import blur_gradient, grow, jittered, shift_frames
+
+    frames = torch.zeros(1, 2, 5, 6)
+    frames[..., 2, 3] = 1.0
+    assert shift_frames(frames, 1, -2)[0, 0, 3, 1] == 1.0 and shift_frames(frames, 1, -2).sum() == 2.0
+    assert shift_frames(frames, 0, 0) is frames
+    assert shift_frames(frames, -3, 0).sum() == 0.0  # moved out of the frame, zeros came in
+    start = torch.full((1, 2, 5, 6), 7.0)
+    seen = []
+    jittered(seen.append, start, 1, 1)(start + frames)
+    assert seen[0][0, 0, 3, 4] == 8.0 and (seen[0] == 7.0).sum() == seen[0].numel() - 2
+    changing = torch.zeros(5, 6, dtype=torch.bool)
+    changing[2, 3] = True
+    assert grow(changing, 1).sum() == 9 and grow(changing, 0) is changing
+    rows, cols = np.indices((16, 16))
+    checker = torch.from_numpy(np.where((rows + cols) % 2, 1.0, -1.0)).float()[None, None]
+    smooth = torch.ones(1, 1, 16, 16)
+    assert blur_gradient(checker, 1.0)[..., 4:12, 4:12].abs().max() < 1e-3  # the period-2 pattern is gone
+    assert torch.allclose(blur_gradient(smooth, 1.0)[..., 4:12, 4:12], smooth[..., 4:12, 4:12])
+    assert blur_gradient(checker, 0.0) is checker
+    with pytest.raises(ValueError):
+        ReconstructionConfig(jitter=-1)
+
+
+def test_antialiasing_keeps_the_prepared_forward_exact(toy):
+    """A jittered update reaches one pixel beyond the update mask: the prepared pass must know."""
+    from movie_reconstruction.model import Encoder, EncoderConfig
+
+    _, trials, _ = toy
+    torch.manual_seed(0)
+    architecture = EncoderConfig(channels=8, blocks=1, stem_kernel=5, block_kernel=3, temporal_kernel=5)
+    encoder = Encoder(N_NEURONS, (H, W), ("running",), architecture).eval()
+    alpha = np.zeros((H, W), np.float32)
+    alpha[4:8, 5:10] = 1.0
+    config = dataclasses.replace(FAST, iterations=8, early_stopping=False, start_noise=5.0, jitter=1, gradient_blur=0.7)
+    reused = run(reconstruct(encoder, trials[:2], config, mask=alpha))
+    recomputed = run(reconstruct(encoder, trials[:2], dataclasses.replace(config, reuse_fixed_parts=False), mask=alpha))
+    np.testing.assert_allclose(reused.member_movies, recomputed.member_movies, atol=0.05)
+    np.testing.assert_allclose(reused.loss_history, recomputed.loss_history, rtol=1e-5)
+    plain = run(reconstruct(encoder, trials[:2], dataclasses.replace(config, jitter=0, gradient_blur=0.0), mask=alpha))
+    assert not np.allclose(plain.member_movies, reused.member_movies)  # the settings do something
+
+
 def test_cancellation_stops_work_and_restores_model(toy):
     model, trials, mask = toy
     calls = {"n": 0}

@@ -287,7 +287,7 @@ def _cmd_evaluate(args) -> int:
 def _evaluate(args, folder) -> int:
     import numpy as np
 
-    from .reconstruct.metrics import score_movie
+    from .reconstruct.metrics import ArtifactIndex, score_movie
     from .results import load_results
 
     sources = folder.trial_sources()  # the files scored below (the lock keeps them as they are)
@@ -296,12 +296,12 @@ def _evaluate(args, folder) -> int:
         raise InputError("no reconstructed trials to evaluate (run `movie-recon reconstruct` first)", folder.path)
     mask = results.mask if results.mask is not None else np.ones(results.trials[0].stimulus.shape[1:], np.float32)
     rows = []
-    print(f"{'trial':>6} {'masked r':>9} {'SSIM':>7}")
+    print(f"{'trial':>6} {'masked r':>9} {'SSIM':>7} {ArtifactIndex.HEADER}")
     for trial in results.trials:
         scores = score_movie(trial.reconstruction, trial.stimulus, mask, drop_frames=args.drop_frames)
         rows.append({"trial_id": trial.trial_id, "tier": trial.tier, "correlation": scores.correlation,
-                     "ssim": scores.ssim, "members": trial.members, "frames": trial.n_frames})
-        print(f"{trial.trial_id:>6} {scores.correlation:>9.3f} {scores.ssim:>7.3f}")
+                     "ssim": scores.ssim, "members": trial.members, "frames": trial.n_frames, **scores.artifacts.to_dict()})
+        print(f"{trial.trial_id:>6} {scores.correlation:>9.3f} {scores.ssim:>7.3f} {scores.artifacts.columns()}")
     corr = [r["correlation"] for r in rows]
     summary = {"trials": len(rows), "mean_correlation": float(np.mean(corr)), "median_correlation": float(np.median(corr)),
                "mean_ssim": float(np.mean([r["ssim"] for r in rows])), "drop_frames": args.drop_frames,

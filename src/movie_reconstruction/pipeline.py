@@ -440,7 +440,7 @@ def reconstruct_stage(
             info={"member_losses": [m.losses.tolist() for m in members],
                   "iterations": [m.iterations for m in members],
                   "seconds": [m.seconds for m in members], "device": members[0].device,
-                  "workers": [m.worker for m in members]},
+                  "workers": [m.worker for m in members], "artifacts": scores.artifacts.to_dict()},
         )
         del pending[position]
         results.refresh_summaries()  # metrics follow every trial; controls made from its old version go stale

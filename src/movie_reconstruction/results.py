@@ -656,8 +656,8 @@ def metrics_from_trials(finished: dict[int, dict]) -> tuple[list[dict], dict]:
     """Rows and summary of ``metrics.json`` from the trials' own ``trial.json`` files."""
     rows = [
         {"trial_id": tid, "tier": meta.get("tier"), "correlation": meta["correlation"], "ssim": meta.get("ssim"),
-         "members": meta.get("members"), "frames": meta.get("frames"),
-         "iterations": max(meta.get("iterations", [0]) or [0])}
+         "members": meta.get("members"), "frames": meta.get("frames"), "iterations": max(meta.get("iterations", [0]) or [0]),
+         **{k: (meta.get("artifacts") or {}).get(k) for k in ("artifact_index", "nyquist_share", "stimulus_nyquist_share")}}
         for tid, meta in sorted(finished.items())
     ]
     corr = [r["correlation"] for r in rows]

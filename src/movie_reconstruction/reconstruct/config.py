@@ -43,6 +43,11 @@ class ReconstructionConfig:
     preview_every: int = 10  # steps between preview frames (0 = only the final one)
     seed: int = 0
     loss: str = DEFAULT_LOSS  # a name from the loss table (movie_reconstruction.losses)
+    # Anti-aliasing against the stride-2 core's checkerboard (issue 24, reconstruct.antialias):
+    # ``jitter`` moves the update by up to this many whole pixels each step (0 = off);
+    # ``gradient_blur`` is the sigma in pixels of a spatial Gaussian blur of each step's gradient (0 = off).
+    jitter: int = 0
+    gradient_blur: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -54,6 +59,8 @@ class ReconstructionConfig:
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         get_loss(self.loss)  # ValueError naming the known losses
+        if self.jitter < 0 or self.gradient_blur < 0:
+            raise ValueError(f"jitter and gradient_blur must be >= 0, got {self.jitter} and {self.gradient_blur}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         lo, hi = self.pixel_range

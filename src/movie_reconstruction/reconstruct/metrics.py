@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .artifacts import ArtifactIndex, artifact_index
 from .mask import EVALUATION_THRESHOLD, TransparencyMask
 
 DROP_FRAMES = 30
@@ -105,6 +106,7 @@ class MovieScores:
     ssim: float
     frame_correlation: np.ndarray
     pixel_correlation: np.ndarray
+    artifacts: ArtifactIndex | None = None  # grid texture next to the stimulus's (issue 24)
 
 
 def score_movie(reconstruction, truth, mask=None, *, drop_frames: int = DROP_FRAMES) -> MovieScores:
@@ -113,6 +115,7 @@ def score_movie(reconstruction, truth, mask=None, *, drop_frames: int = DROP_FRA
         ssim=ssim(reconstruction, truth, mask, drop_frames=drop_frames),
         frame_correlation=frame_correlation(reconstruction, truth, mask, drop_frames=drop_frames),
         pixel_correlation=pixel_correlation_map(reconstruction, truth, drop_frames=drop_frames),
+        artifacts=artifact_index(reconstruction, truth, mask, drop_frames=drop_frames),
     )
 
 

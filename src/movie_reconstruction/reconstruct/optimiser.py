@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import InputError
 from ..losses import get_loss, poisson_nll  # noqa: F401 - poisson_nll: imported from here by callers
 from ..progress import Job, Progress
+from .antialias import blur_gradient, grow, jittered, random_shift
 from .config import ReconstructionConfig
 from .ensemble import combine_member_movies
 from .inputs import as_model_list, as_trial_list, behavior_for, check_trials, models_prepared
@@ -206,13 +207,15 @@ def _optimise_batch(models, batch_trials, config, alpha, neurons, device, genera
         optimisers = [torch.optim.Adam([p], lr=config.learning_rate) for p in pixels]
     else:
         optimisers = [torch.optim.SGD([p], lr=config.learning_rate, momentum=config.momentum) for p in pixels]
-    changing = update[0, 0] > 0
+    changing = grow(update[0, 0] > 0, config.jitter)  # a jittered update reaches this far
+    starts = [p.detach().clone() for p in pixels]
     loss_fn = get_loss(config.loss)
     forwards = [
         _forward_for(model, pixels[m if config.ensemble == "average_movies" else 0], behaviors[m], changing,
                      config.reuse_fixed_parts, device, autocast)
         for m, model in enumerate(models)
     ]
+    loss_args = (target, neurons, loss_fn, device, autocast)
     stopper = _PlateauStopper(config.patience, config.min_improvement, config.min_iterations)
     losses = [[] for _ in range(n_members)]
     stopped_early = False
@@ -220,15 +223,14 @@ def _optimise_batch(models, batch_trials, config, alpha, neurons, device, genera
         step_losses = []
         if config.ensemble == "average_movies":
             for m, forward in enumerate(forwards):
-                loss, grad = _loss_and_gradient(forward, pixels[m], target, neurons, loss_fn, device, autocast)
-                pixels[m].grad = normalise_gradient(grad, update, config.gradient_clip)
+                loss, pixels[m].grad = _step_gradient(forward, pixels[m], starts[m], update, config, generator, loss_args)
                 losses[m].append(loss)
                 step_losses.append(loss)
         else:
             total = torch.zeros_like(pixels[0])
             for forward in forwards:
-                loss, grad = _loss_and_gradient(forward, pixels[0], target, neurons, loss_fn, device, autocast)
-                total += normalise_gradient(grad, update, config.gradient_clip)
+                loss, grad = _step_gradient(forward, pixels[0], starts[0], update, config, generator, loss_args)
+                total += grad
                 step_losses.append(loss)
             pixels[0].grad = total / len(models)
             losses[0].append(float(np.mean(step_losses)))
@@ -297,6 +299,15 @@ def _forward_for(model, start, behavior, changing, reuse_fixed_parts: bool, devi
         if prepared is not None:
             return prepared
     return lambda video: model(video, behavior)
+
+
+def _step_gradient(forward, pixels, start, update, config, generator, loss_args):
+    """One member's loss and normalised pixel gradient for one step, with the anti-aliasing the
+    config asks for (:mod:`.antialias`): the update jittered, the gradient blurred."""
+    forward = jittered(forward, start, *random_shift(config.jitter, generator))
+    loss, grad = _loss_and_gradient(forward, pixels, *loss_args)
+    grad = blur_gradient(grad, config.gradient_blur)
+    return loss, normalise_gradient(grad, update, config.gradient_clip)
 
 
 def _loss_and_gradient(forward, pixels, target, neurons, loss_fn, device, autocast):
