@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from checkerboard_cause import a_trous  # noqa: E402
+
 
 def load(results_path: Path):
     from movie_reconstruction.model import load_encoder
@@ -37,13 +40,19 @@ def load(results_path: Path):
     provenance = json.loads((results_path / "provenance.json").read_text())
     settings = dict(provenance["settings"]["reconstruct"]["reconstruction"])
     settings["pixel_range"] = tuple(settings["pixel_range"])
+    # settings recorded before the anti-aliasing settings existed are today's method: both off
+    settings.setdefault("jitter", 0)
+    settings.setdefault("gradient_blur", 0.0)
     return models, trials, results.mask, ReconstructionConfig(**settings)
 
 
 def variant_config(base, spec: str):
-    """``today`` or ``name=value[,name=value]`` of ReconstructionConfig fields."""
+    """``today``, ``a_trous`` (the encoders' stride-2 core run densely, checkerboard_cause.a_trous:
+    no prepared pass for its dilated convolutions) or ``name=value[,name=value]`` of ReconstructionConfig fields."""
     if spec == "today":
         return base
+    if spec == "a_trous":
+        return dataclasses.replace(base, reuse_fixed_parts=False)
     changes = {}
     for part in spec.split(","):
         name, value = part.split("=")
@@ -78,7 +87,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, required=True)
     parser.add_argument("--variant", action="append", default=[], help="today, or name=value[,name=value]")
-    parser.add_argument("--control", action="store_true", help="also the grey-screen-prior control's r")
+    parser.add_argument("--control", action="store_true",
+                        help="also the grey-screen-prior control's r (a variant already in --json is not re-run)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="results are added to this file")
     args = parser.parse_args(argv)
@@ -87,10 +97,11 @@ def main(argv=None) -> int:
     stored = json.loads(args.json.read_text()) if args.json and args.json.exists() else {}
     for spec in args.variant or ["today"]:
         config = variant_config(base, spec)
-        entry = score(models, trials, config, mask)
-        if args.control:
+        members = [a_trous(m) for m in models] if spec == "a_trous" else models
+        entry = stored[spec] if args.control and spec in stored else score(members, trials, config, mask)
+        if args.control:  # the grey screen as the encoders of today see it, whatever the variant
             grey = [predict(models, np.full_like(t.video, config.start_grey), t) for t in trials]
-            entry["grey_prior_r"] = [row["r"] for row in score(models, trials, config, mask, grey)["trials"]]
+            entry["grey_prior_r"] = [row["r"] for row in score(members, trials, config, mask, grey)["trials"]]
         stored[spec] = entry
         rows = entry["trials"]
         print(f"{spec}: r {[round(r['r'], 3) for r in rows]} mean {np.mean([r['r'] for r in rows]):.3f}; "
