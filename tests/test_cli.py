@@ -181,5 +181,8 @@ def test_quick_demo_log_is_short_and_ends_with_the_results(tmp_path):
     assert len(lines) < 200 and "\r" not in text and "\x1b" not in text
     assert "pynwb" not in text and "Warning" not in text, text
     assert lines[-1] == f"report: {out / 'report.html'}"
-    assert any(line.startswith("trial ") and "masked r =" in line for line in lines[-8:])
+    results = [k for k, line in enumerate(lines) if line.startswith("trial ") and "masked r =" in line]
+    progress = [k for k, line in enumerate(lines) if line.startswith(("train:", "reconstruct:", "controls:"))]
+    assert results and progress and min(results) > max(progress)  # the results come after all progress
+    assert any(line.startswith("overall: ") for line in lines[max(results):])  # then the verdict
     assert any(line.startswith("train: done") for line in lines)

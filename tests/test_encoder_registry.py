@@ -333,5 +333,9 @@ def test_the_command_line_trains_and_reconstructs_with_a_plugin_kind(tmp_path, c
     assert f"unknown encoder kind '{KIND}'" in unknown.stderr and "model_0" in unknown.stderr
     done = _movie_recon(*args, plugins_in_environment=True)
     assert done.returncode == 0, done.stderr
+    # train --loss does not carry over to reconstruct: said, not silently switched
+    assert "trained with the mse loss but the pixels are optimised for poisson; pass --loss mse" in done.stderr
+    matched = _movie_recon(*args, "--loss", "mse", "--overwrite", plugins_in_environment=True)
+    assert matched.returncode == 0 and "trained with" not in matched.stderr, matched.stderr
     trials = load_results(results.path).trials
     assert trials and all(np.isfinite(t.reconstruction).all() for t in trials)

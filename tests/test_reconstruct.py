@@ -473,4 +473,3 @@ def test_no_checkerboard_through_a_strided_encoder():
     for (r_today, _), (r, a) in zip(today, fixed):
         assert a.nyquist_share < 8 * a.stimulus_nyquist_share and a.artifact_index < 6
         assert r > r_today
-    assert ReconstructionConfig().jitter == 1  # the default is the fixed method

@@ -104,6 +104,53 @@ def test_without_flock_the_pid_record_is_the_lock(tmp_path, monkeypatch, recwarn
     assert not lock.exists()
 
 
+def test_a_refused_writer_never_removes_the_folder_of_the_run_that_holds_it(tmp_path, monkeypatch):
+    """Two runs that both found the folder missing: the one refused must not clean up the other's."""
+    import threading
+
+    from movie_reconstruction import results as results_module
+    from movie_reconstruction._lock import FolderBusy
+
+    path = tmp_path / "new" / "res"
+    holding, release = threading.Event(), threading.Event()
+
+    def first_run():
+        with ResultsFolder.writing(path, command=["first"]):
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    try:
+        assert holding.wait(60)
+        monkeypatch.setattr(results_module, "_first_missing", lambda _: tmp_path / "new")  # as the race saw it
+        with pytest.raises(FolderBusy):
+            with ResultsFolder.writing(path, command=["second"]):
+                pass
+        assert (path / PROVENANCE).is_file() and (path / ".lock").is_file()
+    finally:
+        release.set()
+        thread.join(60)
+
+
+def test_without_flock_an_empty_record_is_a_writer_starting_up(tmp_path, monkeypatch):
+    from movie_reconstruction import _lock
+
+    monkeypatch.setattr(_lock, "fcntl", None)
+    folder = _folder_with_trials(tmp_path / "res")
+    lock = folder.path / ".lock"
+    lock.write_text("")  # created, not yet written: another writer between its two steps
+    with pytest.raises(_lock.FolderBusy, match="just starting"):
+        with folder.lock():
+            pass
+    old = time.time() - 2 * _lock.RECORD_GRACE_SECONDS
+    os.utime(lock, (old, old))  # left empty long ago: a writer that died in between
+    with pytest.warns(_lock.StaleLockWarning):
+        with folder.lock(["mine"]):
+            assert json.loads(lock.read_text())["command"] == ["mine"]
+    assert not lock.exists()
+
+
 # ---------------------------------------------------------------------------------------- unwritable places
 @pytest.fixture
 def read_only(monkeypatch):
@@ -315,6 +362,14 @@ def test_overwriting_some_trials_marks_the_controls_stale(reconstructed, tmp_pat
     _assert_consistent(path, reconstructed)
     assert main(["report", str(path)]) == 0
     assert "out of date" in (path / "report.html").read_text()
+    # evaluating gives no verdict from controls of reconstructions that are gone
+    capsys.readouterr()
+    assert main(["evaluate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "out of date" in out and "beats every control" not in out and "overall:" not in out
+    controls = json.loads((path / "controls.json").read_text())
+    assert controls["stale"] == [tid] and "overall" not in controls and "verdicts" not in controls
+    assert not (path / "controls.csv").exists()
 
 
 # ---------------------------------------------------------------------------------------- out of memory

@@ -38,6 +38,7 @@ except ImportError:  # Windows: the record alone is the lock
     fcntl = None
 
 LOCK_FILE = ".lock"
+RECORD_GRACE_SECONDS = 10.0  # without flock: how long an empty record counts as a writer starting up
 
 
 class FolderBusy(InputError):
@@ -99,13 +100,18 @@ def _acquire(path: Path, folder, command) -> int:
         if taken is None:
             continue
         fd, previous = taken
-        if previous:
-            warnings.warn(f"{folder}: took over a stale lock: {_describe(previous)} ended without releasing it "
-                          "(check its results before trusting them; a re-run resumes)", StaleLockWarning, stacklevel=4)
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, json.dumps(record).encode())
-        os.fsync(fd)
+        try:
+            if previous:
+                warnings.warn(f"{folder}: took over a stale lock: {_describe(previous)} ended without releasing it "
+                              "(check its results before trusting them; a re-run resumes)", StaleLockWarning,
+                              stacklevel=4)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(record).encode())
+            os.fsync(fd)
+        except BaseException:
+            _release(path, fd)  # a lock we cannot record is not kept: the folder stays usable
+            raise
         return fd
     raise FolderBusy("could not take the folder's lock (other runs keep taking it)", folder)
 
@@ -146,6 +152,10 @@ def _acquire_exclusively(path: Path, folder) -> tuple[int, dict | None] | None:
     if fd is not None:
         return fd, None
     record = _read_record(path)
+    if record is None and _younger_than(path, RECORD_GRACE_SECONDS):
+        # an empty record is a writer between creating the file and writing into it
+        raise FolderBusy("in use by another run that is just starting; wait for it to finish, or choose another "
+                         "results folder", folder)
     if record and not _is_dead(record):
         where = "" if record.get("host") == socket.gethostname() else \
             f"; if that run is over, delete {path}"
@@ -154,7 +164,7 @@ def _acquire_exclusively(path: Path, folder) -> tuple[int, dict | None] | None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a dead run's record: taken over (the warning comes with our record)
     fd = _acquire_exclusively_once(path, folder)
-    return None if fd is None else (fd, record)
+    return None if fd is None else (fd, record if record is not None else {"unreadable": True})
 
 
 def _acquire_exclusively_once(path: Path, folder) -> int | None:
@@ -164,8 +174,21 @@ def _acquire_exclusively_once(path: Path, folder) -> int | None:
         return None
 
 
+def _younger_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < seconds
+    except OSError:
+        return False
+
+
 def _release(path: Path, fd: int) -> None:
-    # remove the record while still holding the lock, so that a record found later always
+    if fcntl is None:
+        # the record is the lock; Windows cannot delete a file that is still open
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return
+    # remove the record while still holding the flock, so that a record found later always
     # belongs to a run that did not finish
     with contextlib.suppress(OSError):
         path.unlink()

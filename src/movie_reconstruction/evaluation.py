@@ -19,7 +19,7 @@ from .reconstruct.identification import MIN_DISTRACTORS, Identification, identif
 from .reconstruct.metrics import DROP_FRAMES
 from .reconstruct.resolution import Spectrum, reliability_map, spatial_resolution, temporal_resolution
 from .reconstruct.statistics import ALPHA, MEASURE_LABELS, ControlVerdict, OverallVerdict, content_scores, control_verdicts, overall_verdict
-from .results import ResultsFolder, load_results, read_json
+from .results import CONTROLS_JSON, ResultsFolder, load_results, read_json, write_json
 from .results_recording import open_recording, recording_path_of
 
 RELIABILITY_MAP = "reliability_map.npy"
@@ -165,6 +165,10 @@ def evaluate_results(path, *, drop_frames: int = DROP_FRAMES, seed: int = 0,
     notes: list[str] = []
     recording, frame_rate = _frame_rate(folder, notes)
     controls = results.controls
+    if controls and controls.get("stale"):
+        notes.append(f"the controls are out of date (trial(s) {controls['stale']} were reconstructed again since): "
+                     "not judged; re-run the controls")
+        controls = None
     order = [int(t) for t in (controls or {}).get("trial_ids", [])] or [t.trial_id for t in results.trials]
     trials = [results.trial(t) for t in order if t in {x.trial_id for x in results.trials}] or results.trials
     mask = results.mask
@@ -188,6 +192,11 @@ def evaluate_results(path, *, drop_frames: int = DROP_FRAMES, seed: int = 0,
     )
     _atomic.save_npy(folder.path / RELIABILITY_MAP, reliability_map(recs, stimuli, drop_frames=drop_frames))
     _write(folder, evaluation, controls)
+    if controls is None and results.controls:  # stale: no verdict of an earlier evaluation may survive
+        stale = dict(results.controls)
+        for key in ("verdicts", "overall", "overall_sentence", "beats_controls", "verdict_table"):
+            stale.pop(key, None)
+        write_json(folder.path / CONTROLS_JSON, stale)  # the JSON only: controls.csv stays removed while stale
     return evaluation
 
 

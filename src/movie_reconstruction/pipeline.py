@@ -26,18 +26,19 @@ import functools
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, RunWarning
 from .losses import DEFAULT_LOSS
 from .progress import Job, Progress, relabel
 from .results import ResultsFolder, describe_inputs, identity_hash
 from .results_recording import open_recording, recording_path_of as _recording_path_of
-from .settings import PipelineSettings, with_changes  # noqa: F401 - the stages' settings, re-exported
+from .settings import PipelineSettings, checked_loss, reconstruction_config, with_changes  # noqa: F401 - re-exported
 
 CONTROL_NAMES = ("shuffled", "time-reversed", "circular shift", "grey-screen prior")
 
@@ -257,7 +258,7 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
     if settings.max_minutes is not None:
         overrides["max_minutes"] = float(settings.max_minutes)
     try:
-        training = TrainConfig.preset(settings.preset).replace(loss=_checked_loss(settings), **overrides)
+        training = TrainConfig.preset(settings.preset).replace(loss=checked_loss(settings), **overrides)
         encoder_factory(settings.encoder_kind)
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -355,22 +356,6 @@ def _select_trials(recording, trial_ids) -> list[int]:
     return [by_id[int(t)] for t in trial_ids]
 
 
-def _checked_loss(settings: PipelineSettings) -> str:
-    """``settings.loss``, or :class:`InputError` naming the known losses."""
-    from .losses import get_loss
-
-    try:
-        return get_loss(settings.loss).name
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-
-def reconstruction_config(settings: PipelineSettings):
-    from .reconstruct import ReconstructionConfig
-
-    return ReconstructionConfig(iterations=settings.iterations, seed=settings.seed, loss=_checked_loss(settings))
-
-
 def _identity_settings(config) -> dict:
     """The reconstruction settings that identify a result; the default loss is left out, so that
     folders reconstructed before the loss table existed still resume."""
@@ -385,7 +370,21 @@ def _reconstruction_inputs(results: ResultsFolder, settings: PipelineSettings, r
     checkpoints, the mask, the optimiser settings and the chosen trials' positions."""
     recording = open_recording(_recording_path_of(results, recording_path))
     blobs = _ensemble(results, recording)
-    return recording, blobs, _load_mask(results), reconstruction_config(settings), _select_trials(recording, settings.trials)
+    config = reconstruction_config(settings)
+    _warn_if_trained_with_another_loss(results, config.loss)
+    return recording, blobs, _load_mask(results), config, _select_trials(recording, settings.trials)
+
+
+def _warn_if_trained_with_another_loss(results: ResultsFolder, loss: str) -> None:
+    """Pixels optimised for another loss than the encoders were fitted with is allowed (a choice),
+    but never unnoticed: ``train --loss`` does not carry over to a later ``reconstruct``."""
+    trained = set()
+    for path in results.checkpoints():
+        meta = json.loads((path / "config.json").read_text())
+        trained.add(((meta.get("training_metrics") or {}).get("training") or {}).get("loss", DEFAULT_LOSS))
+    if trained and trained != {loss}:
+        warnings.warn(f"the encoders were trained with the {', '.join(sorted(trained))} loss but the pixels are "
+                      f"optimised for {loss}; pass --loss {sorted(trained)[0]} to match", RunWarning, stacklevel=2)
 
 
 @_writes_results

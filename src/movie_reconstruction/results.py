@@ -224,8 +224,8 @@ class ResultsFolder:
         writers for the ``with`` block (see :mod:`movie_reconstruction._lock`), with its summaries
         brought in line with the trials on disk first (a crashed run may have left them behind).
 
-        A folder this run created is removed again when the run fails before writing anything
-        but its provenance, so a failed command leaves nothing behind.
+        A folder this run created is removed again, while it holds the lock, when the run fails
+        before writing anything but its provenance (a run refused by the lock removes nothing).
         """
         path = Path(path)
         if not create:
@@ -233,16 +233,16 @@ class ResultsFolder:
         check_writable(path)  # before any work: a read-only place fails now, not after the computing
         created = _first_missing(path)
         folder = cls._prepare(path) if create else cls(path)
-        try:
-            with folder.lock(command):
+        with folder.lock(command):
+            try:
                 if create:
                     folder._start_provenance(command)
                 folder.refresh_summaries()
                 yield folder
-        except BaseException:
-            if created is not None:
-                folder._remove_if_unused(created)
-            raise
+            except BaseException:
+                if created is not None:
+                    folder._remove_if_unused(created)
+                raise
 
     def lock(self, command: Sequence[str] | None = None):
         """A ``with`` block holding this folder's writer lock (re-entrant in the holding thread)."""

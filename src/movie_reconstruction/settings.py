@@ -63,3 +63,21 @@ class PipelineSettings:
 def with_changes(settings: PipelineSettings, **changes) -> PipelineSettings:
     """``settings`` with the given fields changed, ignoring the ones left at None."""
     return replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
+def checked_loss(settings: PipelineSettings) -> str:
+    """``settings.loss``, or :class:`~movie_reconstruction.errors.InputError` naming the known losses."""
+    from .errors import InputError
+    from .losses import get_loss
+
+    try:
+        return get_loss(settings.loss).name
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def reconstruction_config(settings: PipelineSettings):
+    """The :class:`~movie_reconstruction.reconstruct.ReconstructionConfig` these settings ask for."""
+    from .reconstruct import ReconstructionConfig
+
+    return ReconstructionConfig(iterations=settings.iterations, seed=settings.seed, loss=checked_loss(settings))

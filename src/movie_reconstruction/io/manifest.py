@@ -30,10 +30,11 @@ Example (paths are relative to the manifest)::
 All timestamps share one clock (the rig's). Timestamps may be ``.npy`` or one-column ``.csv``/``.txt``.
 A ``[sync]`` section (raw DAQ signals, see ``io/daq.py``) may replace the ``frame_times`` files.
 
-Every path must lie inside the manifest's folder (after following symbolic links), so a manifest
-received from someone else cannot make us read, hash and report files from elsewhere on this
-machine. ``allow_outside_paths = true`` in ``[session]`` lifts that; the paths outside are then
-listed in the results' provenance.
+Every path the manifest names must lie inside the manifest's folder (after following symbolic
+links), so a manifest received from someone else cannot make us read, hash and report files from
+elsewhere on this machine. ``allow_outside_paths = true`` in ``[session]`` lifts that; the paths
+outside are then listed in the results' provenance. The files inside a named folder (``raw =
+"raw"``) are not checked one by one: a link inside such a folder is followed.
 """
 
 from __future__ import annotations

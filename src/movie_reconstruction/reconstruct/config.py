@@ -46,9 +46,10 @@ class ReconstructionConfig:
     # Against the stride-2 core's checkerboard (issue 24, reconstruct.antialias): ``jitter`` moves the
     # update by up to this many whole pixels each step (0 = off); on the full demo's test trials
     # jitter 1 took the period-2 power from 8-27x the stimulus's to 0.9-1.5x, doubled SSIM and raised
-    # masked r on every trial (docs/reconstruction.md). ``gradient_blur``: sigma in pixels of a
-    # spatial Gaussian blur of each step's gradient (0 = off; it also worked, less well in r and SSIM).
-    jitter: int = 1
+    # masked r on every trial (docs/reconstruction.md); off until the twin's run of issue 24 confirms it.
+    # ``gradient_blur``: sigma in pixels of a spatial Gaussian blur of each step's gradient (0 = off;
+    # it also worked, less well in r and SSIM).
+    jitter: int = 0
     gradient_blur: float = 0.0
 
     def __post_init__(self):

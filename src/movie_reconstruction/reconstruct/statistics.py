@@ -20,7 +20,8 @@ be swapped depends on the measure:
 - ``masked`` and ``static`` contain the per-pixel means, which every frame of a trial shares;
   blocks of one trial are then not independent replicates (swapping half the blocks only
   halves a static difference, so the observed one would always look extreme). The unit is the
-  trial: all ``2**n`` sign flips of the n per-trial differences (exact). The smallest
+  trial: all ``2**n`` sign flips of the n per-trial differences (exact up to ``EXACT_LIMIT``
+  trials, random flips beyond). The smallest
   attainable p is ``2**-n``: below 7 trials such a test cannot reach p < 0.01, and the verdict
   says "cannot tell" instead of pretending. The 95 % interval is Student's t over trials.
 - ``moving`` and ``change_k`` have each pixel's trial mean removed, so their dependence in time
