@@ -285,7 +285,7 @@ def train_stage(results: ResultsFolder, settings: PipelineSettings, *, recording
              (str(recording_path), seeds[k], settings.preset, asdict(training)),
              {"device": settings.device, "threads": settings.threads, "init_core": settings.init_core,
               "kind": settings.encoder_kind},
-             f"model {k + 1}/{settings.n_models}")
+             f"model {k + 1}/{settings.n_models}", {"member": k, "members": settings.n_models})
         for k in todo
     ]
     report = yield from _relabel_tasks(tasks, lambda k, blob: blob.write(results.model_dir(k)), client, settings.retries, "train")
@@ -448,7 +448,8 @@ def reconstruct_stage(
     tasks = [
         Task((p, m), reconstruct_member, reconstruct_member_job, (blobs[m], trials[p], config, alpha),
              {"device": settings.device, "threads": settings.threads},
-             f"trial {trials[p].trial_id} · model {m + 1}/{len(blobs)}")
+             f"trial {trials[p].trial_id} · model {m + 1}/{len(blobs)}",
+             {"trial_id": int(trials[p].trial_id), "member": m, "members": len(blobs)})
         for p in todo for m in range(len(blobs))
     ]
     report = yield from _relabel_tasks(tasks, on_done, client, settings.retries, "reconstruct")

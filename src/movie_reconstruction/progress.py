@@ -26,6 +26,10 @@ class Progress:
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     preview: Any = None  # optional intermediate result for live display
+    # Where the event comes from, as data (front ends read these, never the message text):
+    # e.g. {"trial_id": 8, "member": 0, "members": 3} for a reconstruction task, or
+    # {"positions": [0, 1]} for the trials a reconstruction batch optimises.
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float | None:

@@ -34,6 +34,7 @@ class Task:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     label: str = ""
+    context: dict = field(default_factory=dict)  # passed on in every Progress of the task (Progress.context)
 
 
 @dataclass
@@ -91,7 +92,8 @@ def _run_serial(tasks, on_done, retries, stage) -> Job[TaskReport]:
                     # one bar over all tasks: a task's own fraction moves us within its slot
                     fraction = event.fraction or 0.0
                     yield Progress(stage, number * 1000 + int(1000 * fraction), len(tasks) * 1000,
-                                   f"{task.label}: {event.message}", event.metrics, event.preview)
+                                   f"{task.label}: {event.message}", event.metrics, event.preview,
+                                   {**event.context, **task.context})
             except InputError:
                 raise
             except Exception as exc:  # a task's failure is reported, the run goes on
@@ -102,7 +104,7 @@ def _run_serial(tasks, on_done, retries, stage) -> Job[TaskReport]:
             on_done(task.key, result)
             report.finished.append(task.key)
             break
-        yield Progress(stage, (number + 1) * 1000, len(tasks) * 1000, f"{task.label}: done")
+        yield Progress(stage, (number + 1) * 1000, len(tasks) * 1000, f"{task.label}: done", context=dict(task.context))
     return report
 
 
@@ -138,7 +140,8 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
                 report.finished.append(task.key)
             future.release()
             done += 1
-            yield Progress(stage, done, len(tasks), f"{task.label}: {'done' if future.status == 'finished' else 'failed'}")
+            yield Progress(stage, done, len(tasks), f"{task.label}: {'done' if future.status == 'finished' else 'failed'}",
+                           context=dict(task.context))
     finally:
         pending = [f for f in futures if not f.done()]
         if pending:

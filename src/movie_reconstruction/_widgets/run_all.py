@@ -3,7 +3,6 @@ reconstructions, through the same pipeline as ``movie-recon demo`` / ``movie-rec
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from ._session import session_for
 SAMPLE = "sample session (simulated)"
 MANIFEST = "session manifest"
 LIVE_LAYER = "reconstruction in progress"
-_TRIAL = re.compile(r"trial (\d+) · model (\d+)/(\d+)")
 
 
 def default_results_folder(kind: str) -> Path:
@@ -97,8 +95,9 @@ class RunAllWidget(Container):
                 return
             preview = np.asarray(ev.preview)
             movie = preview[0] if preview.ndim == 4 else preview
-            match = _TRIAL.search(ev.message or "")
-            what = f"trial {match.group(1)}, model {match.group(2)}/{match.group(3)}" if match else ev.stage
+            where = ev.context
+            what = (f"trial {where['trial_id']}, model {where['member'] + 1}/{where['members']}"
+                    if "trial_id" in where and "member" in where else ev.stage)
             rate = 30.0
             add_or_replace(self.viewer, (
                 movie,

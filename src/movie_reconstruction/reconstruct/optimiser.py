@@ -132,7 +132,7 @@ def reconstruct(
             try:
                 losses, stopped_early, movies = yield from _optimise_batch(
                     models, [trials[i] for i in batch], config, alpha, neurons, device, generator, steps,
-                    f"batch {len(finished) + 1}/{len(finished) + len(queue) + 1}")
+                    f"batch {len(finished) + 1}/{len(finished) + len(queue) + 1}", positions=list(batch))
             except Exception as exc:
                 fallback = _after_out_of_memory(exc, len(batch), device)
                 if fallback is None:
@@ -181,9 +181,11 @@ def reconstruct(
     )
 
 
-def _optimise_batch(models, batch_trials, config, alpha, neurons, device, generator, steps, label):
+def _optimise_batch(models, batch_trials, config, alpha, neurons, device, generator, steps, label, positions=()):
     """Optimise the pixels of one batch of trials (a job generator); returns the members'
-    loss histories, whether it stopped early, and the members' movies ``(members, B, T, H, W)``."""
+    loss histories, whether it stopped early, and the members' movies ``(members, B, T, H, W)``.
+    ``positions``: the batch's trials as indices into the trials being reconstructed (in the
+    events' context, for front ends that show the previews)."""
     import torch
 
     from ..device import autocast
@@ -248,7 +250,8 @@ def _optimise_batch(models, batch_trials, config, alpha, neurons, device, genera
             with torch.no_grad():
                 preview = torch.stack(pixels).mean(0).cpu().numpy()
         yield Progress(stage="reconstruction", step=steps["done"], total=steps["total"],
-                       message=f"{label}, step {step + 1}", metrics={"loss": mean_loss}, preview=preview)
+                       message=f"{label}, step {step + 1}", metrics={"loss": mean_loss}, preview=preview,
+                       context={"positions": list(positions)})
         if stopped_early:
             # the remaining budget of this batch is skipped; keep the bar honest
             steps["done"] += config.iterations - step - 1
