@@ -66,10 +66,10 @@ def main() -> None:
     import torch
 
     from movie_reconstruction.distributed import dask_client
-    from movie_reconstruction.pipeline import PipelineSettings, reconstruct_stage
+    from movie_reconstruction.pipeline import PipelineSettings, reconstruct_stage, with_changes
     from movie_reconstruction.progress import run
 
-    settings = PipelineSettings(n_models=args.models, iterations=args.iterations, device="cpu", controls=False)
+    settings = with_changes(PipelineSettings(), n_models=args.models, iterations=args.iterations, device="cpu", controls=False)
     with tempfile.TemporaryDirectory() as tmp:
         serial = make_results(Path(tmp) / "serial", args.trials, args.frames, args.neurons, args.models)
         cluster = Path(tmp) / "cluster"

@@ -14,7 +14,7 @@ import pytest
 
 from movie_reconstruction.distributed import Task, dask_client, run_tasks
 from movie_reconstruction.errors import InputError
-from movie_reconstruction.pipeline import PipelineSettings, reconstruct_stage
+from movie_reconstruction.pipeline import PipelineSettings, reconstruct_stage, with_changes
 from movie_reconstruction.progress import run
 from movie_reconstruction.results import ResultsFolder
 
@@ -23,7 +23,7 @@ from test_results import tiny_recording, untrained_checkpoints
 # the failing task below is defined here; workers get it by value, not by importing this file
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-SETTINGS = PipelineSettings(n_models=2, iterations=6, device="cpu", threads=1, controls=False, retries=2)
+SETTINGS = with_changes(PipelineSettings(), n_models=2, iterations=6, device="cpu", threads=1, controls=False, retries=2)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_distributed_equals_serial(tmp_path, client):
 
 def test_killed_worker_loses_no_finished_trial(tmp_path, client):
     results = _results(tmp_path / "res", n_trials=12, n_test=8, n_models=1)
-    settings = PipelineSettings(n_models=1, iterations=25, device="cpu", threads=1, controls=False,
+    settings = with_changes(PipelineSettings(), n_models=1, iterations=25, device="cpu", threads=1, controls=False,
                                 trials=tuple(range(4, 12)))
     pids = list(client.run(os.getpid).values())
     job = reconstruct_stage(results, settings, client=client)
@@ -97,7 +97,7 @@ def _job(x):
 @pytest.mark.parametrize("where", ["serial", "dask"])
 def test_failed_task_is_reported_and_the_rest_kept(where, client):
     done = {}
-    tasks = [Task(i, _fails_on_three, _job, (i,), label=f"item {i}") for i in range(6)]
+    tasks = [Task(i, _job, (i,), label=f"item {i}") for i in range(6)]
     report = run(run_tasks(tasks, lambda k, v: done.__setitem__(k, v), client=client if where == "dask" else None,
                            retries=1, stage="test"))
     assert done == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
@@ -128,7 +128,7 @@ def _attempts(path) -> int:
 @pytest.mark.parametrize("where", ["serial", "dask"])
 def test_a_task_that_fails_once_is_retried_and_its_result_used(where, client, tmp_path):
     done = {}
-    tasks = [Task(k, _flaky, _flaky_job, (tmp_path / f"{k}.txt", failures), label=k)
+    tasks = [Task(k, _flaky_job, (tmp_path / f"{k}.txt", failures), label=k)
              for k, failures in (("steady", 0), ("flaky", 1), ("twice", 2))]
     report = run(run_tasks(tasks, done.__setitem__, client=client if where == "dask" else None, retries=2, stage="test"))
     assert report.ok and report.failed == []
@@ -142,7 +142,7 @@ def test_a_task_that_fails_once_is_retried_and_its_result_used(where, client, tm
 def test_a_failing_task_runs_exactly_retries_plus_one_times(where, retries, client, tmp_path):
     done = {}
     attempts = tmp_path / "always.txt"
-    tasks = [Task("always", _flaky, _flaky_job, (attempts, 99), label="always fails")]
+    tasks = [Task("always", _flaky_job, (attempts, 99), label="always fails")]
     report = run(run_tasks(tasks, done.__setitem__, client=client if where == "dask" else None, retries=retries,
                            stage="test"))
     assert done == {} and report.finished == [] and not report.ok
@@ -156,6 +156,6 @@ def _bad_input(x):
 
 
 def test_bad_input_stops_the_run(client):
-    tasks = [Task(0, _bad_input, lambda x: (yield from ()) or _bad_input(x), (0,))]
+    tasks = [Task(0, lambda x: (yield from ()) or _bad_input(x), (0,))]
     with pytest.raises(InputError, match="bad trial file"):
         run(run_tasks(tasks, lambda k, v: None, client=client, retries=0))

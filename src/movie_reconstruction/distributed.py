@@ -1,9 +1,9 @@
 """Run the embarrassingly parallel work as Dask tasks: trials x ensemble members for
 reconstruction, ensemble members for training.
 
-The unit of work is a plain function of picklable arguments (:func:`reconstruct_member`,
-:func:`train_member`), so the same task runs in this process (``client=None``: the serial
-path, with live progress) or on any ``dask.distributed`` cluster: a :class:`LocalCluster`
+The unit of work is a job generator of picklable arguments (:func:`reconstruct_member_job`,
+:func:`train_member_job`), so the same task runs in this process (``client=None``: the serial
+path, with live progress) or to the end on any ``dask.distributed`` cluster: a :class:`LocalCluster`
 sized to the machine by default, or an existing scheduler given by address (for example one
 started with dask-jobqueue on SLURM).
 
@@ -201,7 +201,8 @@ def reconstruct_member_job(
     device: str | None = "auto",
     threads: int | None = None,
 ) -> Job[MemberMovie]:
-    """Reconstruct ``trial`` with one ensemble member (a job generator; see :func:`reconstruct_member`)."""
+    """Reconstruct ``trial`` with one ensemble member: the reconstruction task (one trial, one
+    member; its arguments are plain data, so it runs anywhere)."""
     from .reconstruct import reconstruct
 
     from .device import pick_device
@@ -222,13 +223,6 @@ def reconstruct_member_job(
     )
 
 
-def reconstruct_member(blob, trial, config, alpha, *, neurons=None, device="auto", threads=None) -> MemberMovie:
-    """The reconstruction task: one trial, one member; runs anywhere (arguments are plain data)."""
-    from .progress import run
-
-    return run(reconstruct_member_job(blob, trial, config, alpha, neurons=neurons, device=device, threads=threads))
-
-
 def combine_members(movies: Sequence[np.ndarray], config) -> np.ndarray:
     """The ensemble's movie: the members' mean, 3D-blurred as configured, clipped to the pixel range."""
     from .reconstruct.ensemble import combine_member_movies
@@ -247,9 +241,11 @@ def train_member_job(
     threads: int | None = None,
     init_core=None,
     kind: str | None = None,
+    stop=None,
 ) -> Job[CheckpointBlob]:
     """Train one ensemble member (of the registered encoder ``kind``; None: the built-in one) on
-    the recording folder; returns its checkpoint as bytes."""
+    the recording folder; returns its checkpoint as bytes. ``stop`` (this process only): an
+    event that ends training early, keeping the best state."""
     from .io.sensorium import read_sensorium
     from .model import BUILTIN_KIND, TrainConfig, save_encoder
     from .model.train import train_encoder_within_memory
@@ -258,19 +254,10 @@ def train_member_job(
     config = TrainConfig.preset(preset).replace(**(training or {})).replace(seed=int(seed))
     with torch_threads(threads):
         result = yield from train_encoder_within_memory(recording, preset, config, device=device, init_core=init_core,
-                                                        kind=kind or BUILTIN_KIND)
+                                                        kind=kind or BUILTIN_KIND, stop=stop)
     with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
         folder = save_encoder(result.encoder, Path(tmp) / "model", extra={"seed": int(seed), "worker": _worker_name()})
         return CheckpointBlob.read(folder)
-
-
-def train_member(recording_path, seed, preset="small", training=None, *, device="auto", threads=None, init_core=None,
-                 kind=None):
-    """The training task: one ensemble member."""
-    from .progress import run
-
-    return run(train_member_job(recording_path, seed, preset, training, device=device, threads=threads,
-                                init_core=init_core, kind=kind))
 
 
 def _worker_name() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
-from .progress import Job, Progress
+from .progress import Job, Progress, run
 
 DEFAULT_RETRIES = 2
 
@@ -26,10 +26,10 @@ class TasksFailed(RuntimeError):
 # ------------------------------------------------------------------------------------ running tasks
 @dataclass
 class Task:
-    """One unit of work: ``job(*args, **kwargs)`` here, ``function(*args, **kwargs)`` on a worker."""
+    """One unit of work: the job generator ``job(*args, **kwargs)``, driven here with its progress,
+    or run to the end on a Dask worker (:func:`run_job`): the work is defined once."""
 
     key: Any
-    function: Callable
     job: Callable
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
@@ -54,6 +54,11 @@ class TaskReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+def run_job(job: Callable, *args, **kwargs):
+    """A job run to the end, its progress dropped: what a Dask worker runs for a :class:`Task`."""
+    return run(job(*args, **kwargs))
 
 
 def run_tasks(
@@ -121,7 +126,7 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
         warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
         for task in tasks:
             future = client.submit(
-                task.function, *task.args, **task.kwargs,
+                run_job, task.job, *task.args, **task.kwargs,
                 key=f"movie-recon-{stage}-{task.key}-{token}".replace(" ", "_"), retries=retries, pure=False,
             )
             futures[future] = task

@@ -61,7 +61,7 @@ class RunAllWidget(Container):
         from ..pipeline import PipelineSettings
 
         demo = PipelineSettings.demo(bool(self.quick.value))
-        self.models.value, self.iterations.value = demo.n_models, demo.iterations
+        self.models.value, self.iterations.value = demo.n_models, demo.reconstruction.iterations
 
     def _show_device(self, *_):
         self.device_label.value = f"→ {device_summary(self.device.value)}"

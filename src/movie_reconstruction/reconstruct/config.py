@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .._schema import check_all, setting
 from ..losses import DEFAULT_LOSS, get_loss
 
 OPTIMIZERS = ("adam", "momentum")
@@ -19,24 +20,38 @@ class ReconstructionConfig:
     step size does not depend on the number of neurons or the loss scale).
     """
 
-    iterations: int = 200
-    optimizer: str = "adam"
-    learning_rate: float = 4.0
-    momentum: float = 0.9  # for optimizer="momentum"
-    gradient_clip: float = 3.0  # in units of the gradient's RMS inside the update mask
-    ensemble: str = "average_movies"
-    blur_sigma: float | None = 0.5  # 3D Gaussian blur of the final movie; None or 0 = off
-    start_grey: float = 128.0  # the grey level of the starting video
-    start_noise: float = 0.0  # std of Gaussian noise added to the grey start (grey levels; uses the seed)
+    iterations: int = setting(200, "optimisation steps per trial (fewer when early stopping ends sooner)",
+                              stage="reconstruct", low=1, high=100000)
+    optimizer: str = setting("adam", "how the pixels are updated", stage="reconstruct", choices=OPTIMIZERS,
+                             advanced=True)
+    learning_rate: float = setting(4.0, "step size for a pixel whose normalised gradient is one", stage="reconstruct",
+                                   unit="grey levels per step", low=1e-6, high=255.0, advanced=True)
+    momentum: float = setting(0.9, "momentum of the 'momentum' optimizer", stage="reconstruct", low=0.0, high=0.999,
+                              advanced=True)
+    gradient_clip: float = setting(3.0, "gradients are clipped at this many times their RMS inside the update mask",
+                                   stage="reconstruct", low=0.1, high=1000.0, advanced=True)
+    ensemble: str = setting("average_movies", "average the members' movies, or their gradients on one movie",
+                            stage="reconstruct", choices=ENSEMBLE_MODES, advanced=True)
+    blur_sigma: float | None = setting(0.5, "3D Gaussian blur of the final movie (0 or none: off)", stage="reconstruct",
+                                       kind=float, unit="pixels and frames", low=0.0, high=10.0, optional=True,
+                                       advanced=True)
+    start_grey: float = setting(128.0, "the grey level of the starting movie", stage="reconstruct", unit="grey levels",
+                                low=0.0, high=255.0, advanced=True)
+    start_noise: float = setting(0.0, "std of Gaussian noise added to the grey start (uses the seed)",
+                                 stage="reconstruct", unit="grey levels", low=0.0, high=128.0, advanced=True)
     pixel_range: tuple[float, float] = (0.0, 255.0)
-    early_stopping: bool = True
+    early_stopping: bool = setting(True, "stop when the loss stops improving", stage="reconstruct", advanced=True)
     # Chosen on the twin's validation trials (docs/reconstruction_benchmark.md): the masked
     # correlation peaks after about 40 to 60 steps and then falls slowly as the pixels fit response
     # noise, so stopping at the loss's knee is both faster and no worse.
-    patience: int = 10  # steps without enough improvement before stopping
-    min_improvement: float = 0.01  # fraction of the total improvement so far that counts as progress
-    min_iterations: int = 30
-    batch_size: int = 10  # trials optimised together
+    patience: int = setting(10, "early stopping: steps without enough improvement before stopping",
+                            stage="reconstruct", low=1, high=10000, advanced=True)
+    min_improvement: float = setting(0.01, "early stopping: the fraction of the improvement so far that counts as "
+                                           "progress", stage="reconstruct", low=0.0, high=1.0, advanced=True)
+    min_iterations: int = setting(30, "early stopping: never before this many steps", stage="reconstruct", low=1,
+                                  high=100000, advanced=True)
+    batch_size: int = setting(10, "trials optimised together (memory grows with it)", stage="reconstruct", low=1,
+                              high=1000, advanced=True)
     # Compute once what the fixed behaviour and the update mask leave unchanged (models that
     # offer ``prepare``, as our Encoder does): exact, so off only to measure what it saves.
     reuse_fixed_parts: bool = True
@@ -49,8 +64,10 @@ class ReconstructionConfig:
     # masked r on every trial (docs/reconstruction.md); off until the twin's run of issue 24 confirms it.
     # ``gradient_blur``: sigma in pixels of a spatial Gaussian blur of each step's gradient (0 = off;
     # it also worked, less well in r and SSIM).
-    jitter: int = 0
-    gradient_blur: float = 0.0
+    jitter: int = setting(0, "shift each step's update by up to this many pixels, against the checkerboard "
+                             "(0: off)", stage="reconstruct", unit="pixels", low=0, high=4, advanced=True)
+    gradient_blur: float = setting(0.0, "spatial Gaussian blur of each step's gradient (0: off)", stage="reconstruct",
+                                   unit="pixels", low=0.0, high=5.0, advanced=True)
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -62,6 +79,7 @@ class ReconstructionConfig:
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         get_loss(self.loss)  # ValueError naming the known losses
+        check_all(self)
         if self.jitter < 0 or self.gradient_blur < 0:
             raise ValueError(f"jitter and gradient_blur must be >= 0, got {self.jitter} and {self.gradient_blur}")
         if self.batch_size < 1:

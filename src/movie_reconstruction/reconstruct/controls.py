@@ -98,6 +98,39 @@ class ControlTable:
         return "\n".join(lines)
 
 
+RECONSTRUCTING_CONTROLS = CONTROLS[1:]  # the shuffled control reuses the real reconstructions
+
+
+def shuffled_donors(n_trials: int) -> list[int]:
+    """For each trial, the trial whose reconstruction the shuffled control scores against it."""
+    return [(i + 1) % n_trials for i in range(n_trials)]
+
+
+def altered_trials(name: str, trials, models, *, start_grey: float, device=None) -> list:
+    """The trials with the responses of the reconstructing control ``name`` (the one place that
+    says what each control is)."""
+    if name == "time-reversed":
+        return [dataclasses.replace(t, responses=np.ascontiguousarray(t.responses[:, ::-1])) for t in trials]
+    if name == "circular shift":
+        return [dataclasses.replace(t, responses=np.roll(t.responses, t.n_frames // 2, axis=1)) for t in trials]
+    if name == "grey-screen prior":
+        return [dataclasses.replace(t, responses=predict(models, np.full_like(t.video, start_grey), t, device=device))
+                for t in trials]
+    raise ValueError(f"unknown control {name!r}; expected one of {RECONSTRUCTING_CONTROLS}")
+
+
+def default_neuron_counts(n_neurons: int) -> tuple[int, ...]:
+    """1/8, 1/4 and 1/2 of the neurons (those of at least 5)."""
+    return tuple(c for c in (n_neurons // 8, n_neurons // 4, n_neurons // 2) if c >= 5)
+
+
+def neuron_subsets(n_neurons: int, counts, seed: int) -> dict[int, np.ndarray]:
+    """A random subset of neurons per count below ``n_neurons`` (sorted indices), drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    counts = sorted({int(c) for c in counts if 0 < int(c) < n_neurons})
+    return {c: np.sort(rng.choice(n_neurons, size=c, replace=False)) for c in counts}
+
+
 def run_controls(
     models,
     trials,
@@ -130,39 +163,23 @@ def run_controls(
     rows, movies = [], {}
     for name in controls:
         if name == "shuffled":
-            donors = [(i + 1) % len(trials) for i in range(len(trials))]
-            movies[name] = [real.movies[j] for j in donors]
-            per_trial = score(movies[name])
+            movies[name] = [real.movies[j] for j in shuffled_donors(len(trials))]
         else:
-            if name == "time-reversed":
-                altered = [dataclasses.replace(t, responses=np.ascontiguousarray(t.responses[:, ::-1])) for t in trials]
-            elif name == "circular shift":
-                altered = [
-                    dataclasses.replace(t, responses=np.roll(t.responses, t.n_frames // 2, axis=1)) for t in trials
-                ]
-            else:  # grey-screen prior
-                altered = []
-                for t in trials:
-                    grey = np.full_like(t.video, config.start_grey)
-                    altered.append(dataclasses.replace(t, responses=predict(models, grey, t, device=device)))
+            altered = altered_trials(name, trials, models, start_grey=config.start_grey, device=device)
             result = yield from relabel(reconstruct(models, altered, config, mask=alpha, device=device), name)
             movies[name] = list(result.movies)
-            per_trial = score(result.movies)
-        rows.append(ControlRow(name, per_trial, float(real_scores.mean())))
+        rows.append(ControlRow(name, score(movies[name]), float(real_scores.mean())))
 
-    curve = []
     n_all = int(models[0].n_neurons)
-    rng = np.random.default_rng(seed)
-    for count in neuron_counts:
-        count = int(count)
-        if count >= n_all:
-            curve.append((n_all, real_scores))
-            continue
-        subset = np.sort(rng.choice(n_all, size=count, replace=False))
+    subsets = neuron_subsets(n_all, neuron_counts, seed)
+    curve = []
+    for count, subset in subsets.items():
         result = yield from relabel(
             reconstruct(models, trials, config, mask=alpha, neurons=subset, device=device), f"{count} neurons"
         )
         curve.append((count, score(result.movies)))
+    if any(int(c) >= n_all for c in neuron_counts):
+        curve.append((n_all, real_scores))
     verdicts = control_verdicts(real.movies, movies, truth, alpha, frame_rate=float(trials[0].frame_rate),
                                 drop_frames=drop_frames, seed=seed)
     extra = {"elapsed_real_s": real.elapsed_s, "iterations": real.iterations_run}
