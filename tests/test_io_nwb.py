@@ -315,15 +315,17 @@ def test_napari_reader_opens_nwb_files(session, traces, tmp_path):
 
 def test_build_recording_widget_job_reads_nwb(session, traces, tmp_path):
     pytest.importorskip("magicgui")
-    from movie_reconstruction._widgets.recording import NWB, build_recording_job
+    from movie_reconstruction._widgets.recording import NWB, build_job
     from movie_reconstruction.progress import run
 
     source = write_nwb(session, traces, "rois", tmp_path / "rois.nwb")
-    recording, new_traces = run(build_recording_job(NWB, manifest_path=source))
+    recording, new_traces, where = run(build_job(NWB, results_folder=tmp_path / "results", manifest_path=source))
     assert new_traces[0].n_cells == traces[0].n_cells
+    assert where == tmp_path / "results" / "recording" and (where / "meta").is_dir()
     assert_same_recording(recording, recording_from_manifest(load_manifest(session.manifest), traces))
     with pytest.raises(InputError, match="choose an NWB file"):
-        run(build_recording_job(NWB, manifest_path=None))
+        run(build_job(NWB, results_folder=tmp_path / "other", manifest_path=None))
+    assert not (tmp_path / "other").exists()  # nothing written for bad input
 
 
 def test_session_written_as_nwb_reads_back_the_same(session, traces, tmp_path):

@@ -171,15 +171,23 @@ def sensorium_folder(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def trained_models():
-    """Two tiny encoders trained for a few steps (the Train widget's own job, run directly)."""
-    from movie_reconstruction.model import TrainConfig, train_ensemble
-    from movie_reconstruction.progress import run
+TINY_TRAINING = dict(max_epochs=1, steps_per_epoch=2, clip_frames=30, batch_size=2)
 
-    training = TrainConfig(max_epochs=1, steps_per_epoch=2, clip_frames=30, batch_size=2, device="cpu")
-    results = run(train_ensemble(tiny_recording(), "small", training, n_models=2))
-    return [r.encoder for r in results]
+
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory, sensorium_folder):
+    """A results folder with two tiny encoders trained for a few steps (the train stage the
+    Train widget runs, run directly) on the Sensorium folder."""
+    from movie_reconstruction.model import TrainConfig
+    from movie_reconstruction.pipeline import PipelineSettings, train_stage, with_changes
+    from movie_reconstruction.progress import run
+    from movie_reconstruction.results import ResultsFolder
+
+    settings = with_changes(PipelineSettings(), n_models=2, device="cpu", training=TrainConfig(**TINY_TRAINING))
+    folder = tmp_path_factory.mktemp("trained") / "results"
+    with ResultsFolder.writing(folder) as results:
+        run(train_stage(results, settings, recording_path=sensorium_folder))
+    return folder
 
 
 # ---------------------------------------------------------------------------------- the plugin
@@ -238,13 +246,14 @@ def _menu_items(app, menu_id):
 
 
 # ---------------------------------------------------------------------------------- the chain
-def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, sensorium_folder):
+def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, sensorium_folder, tmp_path):
     from movie_reconstruction._widgets import _layers
     from movie_reconstruction.model import TrainConfig
 
     build = open_widget(viewer, "Build recording")
     build.mode.value = "Sensorium folder"
     build.folder.value = sensorium_folder
+    build.results.value = tmp_path / "results"
     build.run_button.clicked.emit()
     wait_for(qtbot, build)
     assert "6 trials (3 train, 1 validation, 2 test), 24 neurons" in build.summary.value
@@ -253,7 +262,7 @@ def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, 
     train = open_widget(viewer, "Train encoder")
     assert train.device_label.value.startswith("→ cpu")  # chosen automatically and shown
     train.ensemble.value = 2
-    small = TrainConfig(max_epochs=1, steps_per_epoch=2, clip_frames=30, batch_size=2)
+    small = TrainConfig(**TINY_TRAINING)
     train.set_training_config(small)  # keep CI fast: a few steps per epoch
     assert train.epochs.value == 1 and train.training_config() == small
     train.run_button.clicked.emit()
@@ -263,7 +272,6 @@ def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, 
 
     recon = open_widget(viewer, "Reconstruct")
     assert recon.models_label.value == "2 trained model(s) ready"
-    recon.ensemble.value = 2
     recon.iterations.value = 11
     recon.early_stop.value = False
     recon.run_button.clicked.emit()
@@ -299,12 +307,15 @@ def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, 
     assert plot._cursors and all(line.get_xdata()[0] == pytest.approx(20 / 30.0, abs=1e-6) for line in plot._cursors)
 
 
-def test_reconstruction_updates_live_and_cancel_stops_it_mid_run(viewer, qtbot, trained_models):
-    from movie_reconstruction._widgets._session import session_for
+def test_reconstruction_updates_live_and_cancel_stops_it_mid_run(viewer, qtbot, trained_folder, tmp_path):
+    import shutil
+
+    from movie_reconstruction._widgets._session import adopt_results_folder, session_for
 
     session = session_for(viewer)
-    session.set("recording", tiny_recording())
-    session.set("models", trained_models)
+    folder = tmp_path / "results"
+    shutil.copytree(trained_folder, folder)
+    adopt_results_folder(session, folder)
     recon = open_widget(viewer, "Reconstruct")
     recon.iterations.value = 100_000
     recon.early_stop.value = False
@@ -474,3 +485,94 @@ def test_manifest_reader_shows_the_raw_stack_lazily_and_the_stimulus(viewer, tin
     assert stimulus.data.shape == (tiny_session.n_stimulus_frames, 36, 64)
     # both on one clock in seconds: imaging and stimulus frames are 1/30 s apart
     assert raw.scale[0] == pytest.approx(1 / 30) and stimulus.scale[0] == pytest.approx(1 / 30)
+
+
+# ---------------------------------------------------------------------------------- one pipeline
+SAME_SETTINGS = """
+n_models = 2
+device = "cpu"
+neuron_counts = [12]
+control_variants = ["time-reversed"]
+[training]
+max_epochs = 1
+steps_per_epoch = 2
+clip_frames = 30
+batch_size = 2
+[reconstruction]
+iterations = 8
+early_stopping = false
+learning_rate = 3.0
+jitter = 1
+"""
+
+
+def _folder_results(folder):
+    import json
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    controls = json.loads((folder / "controls.json").read_text())
+    per_trial = {row["trial_id"]: (row["correlation"], row["ssim"]) for row in metrics["trials"]}
+    return per_trial, {row["condition"]: row["mean_r"] for row in controls["rows"]}, controls["neuron_curve"]
+
+
+def test_the_command_line_and_the_widgets_give_the_same_results(viewer, qtbot, sensorium_folder, tmp_path):
+    """The same settings through ``movie-recon`` and through the widgets (headless): the same
+    results folders, metrics and controls."""
+    from movie_reconstruction._widgets._common import keep_triton_out_without_cuda
+    from movie_reconstruction.cli import main
+    from movie_reconstruction.model import TrainConfig
+
+    keep_triton_out_without_cuda()  # as the widgets do: torch's triton next to napari's GL driver crashes
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text(SAME_SETTINGS)
+    cli = tmp_path / "cli"
+    common = ["--settings", str(settings_file), "--scheduler", "none", "-q"]
+    assert main(["train", str(cli), "--recording", str(sensorium_folder), *common]) == 0
+    assert main(["reconstruct", str(cli), *common]) == 0
+
+    build = open_widget(viewer, "Build recording")
+    build.mode.value = "Sensorium folder"
+    build.folder.value = sensorium_folder
+    build.results.value = tmp_path / "napari"
+    build.run_button.clicked.emit()
+    wait_for(qtbot, build)
+    train = open_widget(viewer, "Train encoder")
+    train.ensemble.value, train.device.value = 2, "cpu"
+    train.set_training_config(TrainConfig(**TINY_TRAINING))
+    train.run_button.clicked.emit()
+    wait_for(qtbot, train)
+    recon = open_widget(viewer, "Reconstruct")
+    recon.iterations.value, recon.early_stop.value, recon.controls.value, recon.device.value = 8, False, True, "cpu"
+    fields = recon.advanced.fields
+    fields["reconstruction.learning_rate"].value = 3.0
+    fields["reconstruction.jitter"].value = 1
+    fields["neuron_counts"].value = "12"
+    fields["control_variants"].value = "time-reversed"
+    recon.run_button.clicked.emit()
+    wait_for(qtbot, recon)
+    assert recon.status.value == "done", recon.status.value
+
+    cli_trials, cli_controls, cli_curve = _folder_results(cli)
+    napari_trials, napari_controls, napari_curve = _folder_results(tmp_path / "napari")
+    assert sorted(cli_trials) == sorted(napari_trials) == [4, 5]
+    for trial_id, (r, ssim) in cli_trials.items():
+        assert napari_trials[trial_id] == pytest.approx((r, ssim), abs=1e-6)
+    assert sorted(cli_controls) == sorted(napari_controls) == ["real", "shuffled", "time-reversed"]
+    for name, mean_r in cli_controls.items():
+        assert napari_controls[name] == pytest.approx(mean_r, abs=1e-6)
+    assert [c["neurons"] for c in cli_curve] == [c["neurons"] for c in napari_curve] == [12, 24]
+    assert [c["mean_r"] for c in napari_curve] == pytest.approx([c["mean_r"] for c in cli_curve], abs=1e-6)
+
+
+def test_every_reconstruction_setting_is_a_field_of_the_reconstruct_widget(viewer):
+    from movie_reconstruction.settings import setting_infos
+
+    recon = open_widget(viewer, "Reconstruct")
+    shown = set(recon.advanced.fields) | {"reconstruction.iterations", "reconstruction.early_stopping", "trials",
+                                          "controls"}
+    wanted = {info.name for info in setting_infos(("reconstruct", "controls"))}
+    assert wanted <= shown, sorted(wanted - shown)
+    recon.advanced.fields["reconstruction.optimizer"].value = "momentum"
+    recon.advanced.fields["reconstruction.blur_sigma"].value = "none"
+    assert recon.settings().reconstruction.optimizer == "momentum"
+    assert recon.settings().reconstruction.blur_sigma is None

@@ -113,6 +113,12 @@ def setting_infos(stages=None) -> list[SettingInfo]:
     return [info for info in described_fields(PipelineSettings) if stages is None or info.stage in stages]
 
 
+def setting_infos_named(names) -> list[SettingInfo]:
+    """The described settings with these names, in the given order."""
+    by_name = {info.name: info for info in described_fields(PipelineSettings)}
+    return [by_name[name] for name in names]
+
+
 def with_changes(settings: PipelineSettings, **changes) -> PipelineSettings:
     """``settings`` with the given fields changed, ignoring the ones left at None; a key may
     name a reconstruction setting by its own name (``iterations=300``) or dotted

@@ -1,5 +1,7 @@
-"""What the widgets of one viewer share: the traces, the recording, the trained models, the
-mask and the last reconstruction. Each stage's widget reads the previous stage's result here."""
+"""What the widgets of one viewer share: the results folder every stage writes to (the same
+folder layout the command line writes), and what the viewer holds in memory from it: the
+traces, the recording, the trained models and the last reconstruction. Each stage's widget
+reads the previous stage's result here."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ class _Store:
     training: list = field(default_factory=list)  # list[TrainingResult]
     models: list = field(default_factory=list)  # encoders
     mask: object = None  # TransparencyMask
-    reconstruction: object = None  # Reconstruction
-    results_folder: Path | None = None
+    reconstruction: object = None  # what the last reconstruction run returned (pipeline.Judged)
+    results_folder: Path | None = None  # where the stages write (a results folder)
+    recording_path: Path | None = None  # the recording's folder (results/recording, or a Sensorium folder)
 
 
 class Session:
@@ -48,3 +51,44 @@ def session_for(viewer) -> Session:
     if session is None:
         session = _SESSIONS[viewer] = Session()
     return session
+
+
+def default_results_folder(kind: str = "session") -> Path:
+    import time
+
+    return Path.home() / "movie-recon-results" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def results_folder_to_write(session: Session, chosen=None) -> Path:
+    """Where a stage writes: the chosen folder, else the session's, else a new one under
+    ~/movie-recon-results (remembered, so the next stages write there too)."""
+    if chosen is not None and str(chosen) not in ("", "."):
+        folder = Path(chosen)
+    else:
+        folder = session.get("results_folder") or default_results_folder()
+    if session.get("results_folder") != folder:
+        session.set("results_folder", folder)
+    return folder
+
+
+def adopt_results_folder(session: Session, path) -> None:
+    """Make a results folder the session's: its recording and trained models are loaded (cheap:
+    the recording is read lazily, the models are small), so the widgets go on from it."""
+    from ..errors import InputError
+    from ..results import ResultsFolder
+    from ..results_recording import open_recording, recording_path_of
+
+    results = ResultsFolder.open(path)
+    session.set("results_folder", Path(results.path))
+    recording_path = recording_path_of(results)
+    if not recording_path.exists():
+        return
+    session.set("recording", open_recording(recording_path))
+    session.set("recording_path", recording_path)
+    if results.checkpoints():
+        from ..model import load_encoder
+
+        try:
+            session.set("models", [load_encoder(p, session.get("recording")) for p in results.checkpoints()])
+        except InputError:  # models made for other data: the folder's recording is still usable
+            session.set("models", [])

@@ -7,16 +7,15 @@ import re
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label, LineEdit, SpinBox
 
+from ..reconstruct.config import ReconstructionConfig
+from ..settings import setting_infos
 from . import _layers
 from ._common import JobRunner, device_summary, job_buttons
 from ._display import show_trials, trial_views
 from ._session import session_for
+from ._settings_form import SettingsForm
 
-MASK_READOUT = "from readout positions (fast)"
-MASK_LEARNED = "learned (slow, the paper's)"
-MASK_NONE = "none (whole frame)"
 TIERS = ["test", "validation", "train", "trial ids…"]
-_BATCH = re.compile(r"batch (\d+)/(\d+)")
 
 
 def pick_trials(recording, tier: str, ids_text: str, limit: int) -> list[int]:
@@ -42,7 +41,8 @@ def pick_trials(recording, tier: str, ids_text: str, limit: int) -> list[int]:
 
 
 class ReconstructWidget(Container):
-    """Reconstruct the movies of some trials from their recorded activity."""
+    """Reconstruct the movies of some trials from their recorded activity, with the ensemble the
+    session's results folder holds (what ``movie-recon reconstruct`` runs, with the same settings)."""
 
     def __init__(self, napari_viewer):
         super().__init__(labels=True)
@@ -50,21 +50,23 @@ class ReconstructWidget(Container):
         self.tier = ComboBox(label="trials", choices=TIERS, value="test")
         self.ids = LineEdit(label="trial ids", value="")
         self.max_trials = SpinBox(label="at most", value=4, min=1, max=1000)
-        self.ensemble = SpinBox(label="models to use", value=3, min=1, max=64)
-        self.iterations = SpinBox(label="iterations", value=200, min=1, max=100000)
-        self.mask = ComboBox(label="transparency mask", choices=[MASK_READOUT, MASK_LEARNED, MASK_NONE], value=MASK_READOUT)
-        self.early_stop = CheckBox(label="stop when the loss stops improving", value=True)
-        self.blur = CheckBox(label="3D Gaussian blur (σ 0.5)", value=True)
-        self.controls = CheckBox(label="run controls (shuffled, reversed, …)", value=False)
+        defaults = ReconstructionConfig()
+        self.iterations = SpinBox(label="iterations", value=defaults.iterations, min=1, max=100000)
+        self.early_stop = CheckBox(label="stop when the loss stops improving", value=defaults.early_stopping)
+        self.blur = CheckBox(label=f"3D Gaussian blur (σ {defaults.blur_sigma:g})", value=True)
+        self.controls = CheckBox(label="run controls (shuffled, reversed, …) and judge them", value=False)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.device_label = Label(value="")
+        main_fields = {"reconstruction.iterations", "reconstruction.early_stopping"}
+        self.advanced = SettingsForm([i for i in setting_infos(("reconstruct", "controls"))
+                                      if i.name not in main_fields | {"trials", "controls"}])
         self.models_label = Label(value="")
         self.summary = Label(value="")
         self.run_button, self.cancel_button, self.status = job_buttons("Reconstruct")
         self.runner = JobRunner("Reconstruct", self.run_button, self.cancel_button, self.status)
         self.extend([
-            self.models_label, self.tier, self.ids, self.max_trials, self.ensemble, self.iterations, self.early_stop,
-            self.mask, self.blur, self.controls, self.device, self.device_label, self.run_button, self.cancel_button,
+            self.models_label, self.tier, self.ids, self.max_trials, self.iterations, self.early_stop, self.blur,
+            self.controls, self.device, self.device_label, self.advanced, self.run_button, self.cancel_button,
             self.status, self.summary,
         ])
         self.tier.changed.connect(self._tier_changed)
@@ -86,14 +88,20 @@ class ReconstructWidget(Container):
         models = session_for(self.viewer).get("models")
         self.models_label.value = f"{len(models)} trained model(s) ready" if models else "no trained models yet"
 
-    def config(self):
-        from ..reconstruct import ReconstructionConfig
+    def settings(self, trial_ids=None):
+        """The run's settings from the fields (the same :class:`PipelineSettings` the command line makes)."""
+        from .._schema import nested_replace
+        from ..settings import PipelineSettings
 
-        return ReconstructionConfig(
-            iterations=int(self.iterations.value),
-            early_stopping=bool(self.early_stop.value),
-            blur_sigma=0.5 if self.blur.value else None,
-        )
+        changes = {**self.advanced.values(), "reconstruction.iterations": int(self.iterations.value),
+                   "reconstruction.early_stopping": bool(self.early_stop.value),
+                   "controls": bool(self.controls.value), "device": self.device.value, "trials": trial_ids}
+        if not self.blur.value:
+            changes["reconstruction.blur_sigma"] = None
+        return nested_replace(PipelineSettings(), changes)
+
+    def config(self):
+        return self.settings().reconstruction
 
     def run(self, *_):
         from ..errors import InputError
@@ -104,88 +112,65 @@ class ReconstructWidget(Container):
         try:
             if recording is None:
                 raise InputError("no recording yet: build one first ('Build recording' or 'Run all')")
-            if not models:
+            if not models or session.get("results_folder") is None:
                 raise InputError("no trained models yet: train an encoder first ('Train encoder')")
             picks = pick_trials(recording, self.tier.value, self.ids.value, int(self.max_trials.value))
             trials = [recording.trial(i) for i in picks]
-            config = self.config()
+            settings = self.settings(tuple(int(t.trial_id) for t in trials))
         except (InputError, ValueError) as exc:
             notify_error(exc, "Reconstruct")
             self.status.value = f"Reconstruct: {exc}"
             return
-        models = models[: int(self.ensemble.value)]
-        n_models = len(models)
-        mask_mode, with_controls, device = self.mask.value, self.controls.value, self.device.value
-        train_trials = [recording.trial(int(i)) for i in recording.indices("train")[:8]]
+        folder, recording_path, n_models = session.get("results_folder"), session.get("recording_path"), len(models)
 
         # the layers exist from the start (grey) and fill in as the optimisation runs
-        grey = [np.full_like(t.video, config.start_grey) for t in trials]
+        grey = [np.full_like(t.video, settings.reconstruction.start_grey) for t in trials]
         layers = show_trials(self.viewer, trial_views(trials, grey, score=False), n_models=n_models)
-        by_position = [layer for layer in layers if layer.metadata.get("kind") == _layers.RECONSTRUCTION]
+        by_trial = {layer.metadata.get("trial_id"): layer for layer in layers
+                    if layer.metadata.get("kind") == _layers.RECONSTRUCTION}
 
         def make_job():
-            return reconstruction_job(models, trials, config, mask_mode=mask_mode, controls=with_controls,
-                                      device=device, train_trials=train_trials)
+            return reconstruct_job(folder, settings, recording_path)
 
         def event(ev):
-            if ev.preview is None or ev.stage != "reconstruction":
+            layer = by_trial.get(ev.context.get("trial_id"))
+            if ev.preview is None or "control" in ev.context or "neurons" in ev.context or layer is None:
                 return
-            match = _BATCH.search(ev.message or "")
-            start = (int(match.group(1)) - 1) * config.batch_size if match else 0
-            for offset, movie in enumerate(np.asarray(ev.preview)):
-                k = start + offset
-                if k < len(by_position) and by_position[k] in self.viewer.layers:
-                    by_position[k].data = movie
+            if layer in self.viewer.layers:
+                layer.data = np.asarray(ev.preview)[0]
 
         def done(result):
-            reconstruction, mask, table = result
-            session.set("mask", mask)
-            session.set("reconstruction", reconstruction)
-            extra = {
-                "reconstruction_config": reconstruction.config.to_dict(),
-                "iterations_run": int(reconstruction.iterations_run),
-                "device": reconstruction.device,
-                "mask_method": getattr(mask, "method", "unknown"),
-            }
-            if table is not None:
-                extra["controls"] = table.rows()
-            views = trial_views(trials, reconstruction.movies, reconstruction.mask)
-            show_trials(self.viewer, views, n_models=n_models, mask_alpha=reconstruction.mask, extra_metadata=extra,
+            judged, movies, alpha, extra = result
+            session.set("reconstruction", judged)
+            if judged.controls is not None:
+                extra["controls"] = judged.controls.get("rows")
+            views = trial_views(trials, movies, alpha)
+            show_trials(self.viewer, views, n_models=n_models, mask_alpha=alpha, extra_metadata=extra,
                         reset_view=False)
             scores = [v.metrics.get("correlation", np.nan) for v in views]
-            text = (
-                f"mean masked correlation {np.nanmean(scores):.3f} over {len(views)} trial(s) "
-                f"({reconstruction.iterations_run} iterations on {reconstruction.device})"
-            )
-            if table is not None:
-                text += "; controls: " + ", ".join(f"{row.name} {row.mean:.2f}" for row in table.controls)
+            text = f"mean masked correlation {np.nanmean(scores):.3f} over {len(views)} trial(s) (in {folder})"
+            if judged.controls is not None:
+                text += "; " + str(judged.controls.get("overall", "controls not judged"))
+            elif judged.skipped_controls and self.controls.value:
+                text += f"; {judged.skipped_controls}"
             self.summary.value = text
             self.status.value = "done"
 
         self.runner.start(make_job, done, on_event=event)
 
 
-def reconstruction_job(models, trials, config, *, mask_mode=MASK_READOUT, controls=False, device=None, train_trials=()):
-    """Mask, reconstruction and (optionally) controls as one job: returns ``(Reconstruction, mask, ControlTable|None)``."""
-    from ..errors import InputError
-    from ..progress import Progress
-    from ..reconstruct import reconstruct
-    from ..reconstruct.mask import TransparencyMask, learn_mask, mask_for_model
+def reconstruct_job(results_folder, settings, recording_path=None):
+    """The Reconstruct widget's job: ``reconstruct_and_judge`` on the results folder, as
+    ``movie-recon reconstruct`` runs it; returns ``(Judged, movies, mask alpha, layer metadata)``."""
+    from ..pipeline import reconstruct_and_judge
+    from ..reconstruct.mask import load_mask
+    from ..results import ResultsFolder
 
-    frame_shape = tuple(models[0].frame_shape)
-    if mask_mode == MASK_LEARNED:
-        if not train_trials:
-            raise InputError("learning a transparency mask needs training trials")
-        mask = yield from learn_mask(models[0], list(train_trials), device=device)
-    elif mask_mode == MASK_READOUT:
-        mask = mask_for_model(models[0])
-        yield Progress("mask", 1, 1, "estimated from the readout positions")
-    else:
-        mask = TransparencyMask.full(frame_shape)
-    reconstruction = yield from reconstruct(models, trials, config, mask=mask, device=device)
-    table = None
-    if controls:
-        from ..reconstruct.controls import run_controls
-
-        table = yield from run_controls(models, trials, config, mask=mask, device=device)
-    return reconstruction, mask, table
+    with ResultsFolder.writing(results_folder, command=["napari", "Reconstruct"]) as results:
+        judged = yield from reconstruct_and_judge(results, settings, recording_path=recording_path)
+        done = [results.read_trial(tid) for tid in settings.trials if tid in judged.summary.correlations]
+        mask = load_mask(results.mask_path)
+    iterations = [max(t.info.get("iterations") or [0]) for t in done]
+    extra = {"reconstruction_config": settings.reconstruction.to_dict(), "iterations_run": max(iterations, default=0),
+             "mask_method": mask.method}
+    return judged, [t.reconstruction for t in done], mask.alpha, extra

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label
 
+from ..settings import setting_infos, setting_infos_named
 from ._common import JobRunner, job_buttons
 from ._display import show_fov, show_trials, trial_views
-from ._session import session_for
+from ._session import results_folder_to_write, session_for
+from ._settings_form import SettingsForm
 
 MANIFEST = "session manifest"
 SENSORIUM = "Sensorium folder"
@@ -36,12 +38,19 @@ class BuildRecordingWidget(Container):
         self.trials = FileEdit(label="trial table (.csv)", mode="r", filter="*.csv")
         self.imaging_times = FileEdit(label="imaging frame times", mode="r")
         self.behaviour = FileEdit(label="behaviour files", mode="rm")
+        self.results = FileEdit(label="results folder", mode="d",
+                                tooltip="where the recording (a Sensorium folder is used where it is), the models and "
+                                        "the reconstructions are written, in the layout `movie-recon` writes; "
+                                        "empty: a new folder under ~/movie-recon-results")
+        self.results_label = Label(value="")
+        self.advanced = SettingsForm(setting_infos(("build",)) + setting_infos_named(("cell_threshold",)))
         self.summary = Label(value="")
         self.run_button, self.cancel_button, self.status = job_buttons("Build recording")
         self.runner = JobRunner("Build recording", self.run_button, self.cancel_button, self.status)
         self.extend([
             self.mode, self.manifest, self.nwb, self.folder, self.movie, self.stimulus_times, self.trials,
-            self.imaging_times, self.behaviour, self.run_button, self.cancel_button, self.status, self.summary,
+            self.imaging_times, self.behaviour, self.results, self.advanced, self.run_button, self.cancel_button,
+            self.status, self.results_label, self.summary,
         ])
         self.mode.changed.connect(self._mode_changed)
         self.run_button.changed.connect(self.run)
@@ -55,12 +64,18 @@ class BuildRecordingWidget(Container):
         for widget in (self.movie, self.stimulus_times, self.trials, self.imaging_times, self.behaviour):
             widget.visible = mode == FILES
 
+    def settings(self):
+        from .._schema import nested_replace
+        from ..settings import PipelineSettings
+
+        return nested_replace(PipelineSettings(), self.advanced.values())
+
     def run(self, *_):
         mode = self.mode.value
         session = session_for(self.viewer)
         traces = session.get("traces")
         manifest_path = _given(self.manifest.value if mode != NWB else self.nwb.value)
-        folder = _given(self.folder.value)
+        sensorium = _given(self.folder.value)
         files = {
             "movie": _given(self.movie.value),
             "stimulus_times": _given(self.stimulus_times.value),
@@ -68,16 +83,21 @@ class BuildRecordingWidget(Container):
             "imaging_times": _given(self.imaging_times.value),
             "behaviour": [Path(p) for p in (self.behaviour.value or ()) if _given(p)],
         }
+        folder = results_folder_to_write(session, _given(self.results.value))
+        self.results_label.value = f"results folder: {folder}"
 
         def make_job():
-            return build_recording_job(mode, manifest_path=manifest_path, folder=folder, files=files, traces=traces)
+            settings = self.settings()
+            return build_job(mode, results_folder=folder, manifest_path=manifest_path, sensorium=sensorium, files=files,
+                             traces=traces, settings=settings)
 
         def done(result):
-            recording, new_traces = result
+            recording, new_traces, recording_path = result
             if new_traces is not None and traces is None:
                 session.set("traces", new_traces)
                 show_fov(self.viewer, new_traces)
             session.set("recording", recording)
+            session.set("recording_path", recording_path)
             self.summary.value = describe(recording)
             self.status.value = "recording ready"
             test = recording.indices("test")
@@ -99,74 +119,71 @@ def describe(recording) -> str:
     return text
 
 
-def build_recording_job(mode: str, *, manifest_path=None, folder=None, files=None, traces=None):
-    """A small job (runs in the worker thread): returns ``(recording, traces or None)``."""
-    from ..align import recording_from_manifest
+def build_job(mode: str, *, results_folder=None, manifest_path=None, sensorium=None, files=None, traces=None,
+              settings=None):
+    """The Build widget's job (runs in the worker thread): ``build_stage`` into the results folder,
+    as ``movie-recon build`` runs it; a Sensorium folder is used where it is. Returns
+    ``(recording, traces read for display or None, the recording's folder)``."""
     from ..errors import InputError
+    from ..pipeline import build_stage
     from ..progress import Progress
+    from ..results import ResultsFolder
 
-    if mode == NWB:
-        return (yield from _nwb_job(manifest_path, traces))
     if mode == SENSORIUM:
         from ..io.sensorium import read_sensorium
 
-        if folder is None:
+        if sensorium is None:
             raise InputError("choose a Sensorium 2023 mouse folder")
-        yield Progress("reading", 0, 1, str(folder))
-        return read_sensorium(folder), None
+        yield Progress("reading", 0, 1, str(sensorium))
+        return read_sensorium(sensorium), None, Path(sensorium)
+    manifest = _chosen_manifest(mode, manifest_path, files)
+    with ResultsFolder.writing(results_folder, command=["napari", "Build recording", str(manifest_path or "files")]) as results:
+        recording = yield from build_stage(results, manifest, traces, settings)
+        return recording, _traces_to_show(mode, manifest, traces, settings), results.recording_dir
 
-    from ..io.manifest import SessionManifest, load_manifest
 
+def _chosen_manifest(mode: str, manifest_path, files):
+    """The manifest path (or NWB file) to build from, or a manifest made from the chosen files."""
+    from ..errors import InputError
+    from ..io.manifest import SessionManifest
+
+    if mode == NWB:
+        if manifest_path is None:
+            raise InputError("choose an NWB file (.nwb)")
+        return manifest_path
     if mode == MANIFEST:
         if manifest_path is None:
             raise InputError("choose a session manifest (.toml)")
-        manifest = load_manifest(manifest_path)
-    else:
-        files = files or {}
-        for key, what in (("movie", "a stimulus movie"), ("stimulus_times", "the stimulus frame times"),
-                          ("trials", "a trial table"), ("imaging_times", "the imaging frame times")):
-            if files.get(key) is None:
-                raise InputError(f"choose {what}")
-        manifest = SessionManifest(
-            path=files["movie"],
-            name=files["movie"].stem,
-            raw=[],
-            imaging_frame_times=files["imaging_times"],
-            stimulus_movie=files["movie"],
-            stimulus_frame_times=files["stimulus_times"],
-            trials=files["trials"],
-            behaviour_files=list(files.get("behaviour") or []),
-        )
-    new_traces = None
-    if traces is None:
-        if manifest.suite2p is None:
-            raise InputError(
-                "no traces yet: run 'Extract traces' first, or name an existing suite2p folder in the manifest "
-                "([imaging] suite2p = ...)",
-                manifest.path,
-            )
-        from ..io.suite2p_folder import read_suite2p_folder
-
-        yield Progress("reading", 0, 2, f"suite2p folder {manifest.suite2p}")
-        traces = new_traces = read_suite2p_folder(manifest.suite2p)
-    yield Progress("aligning", 1, 2, "traces and behaviour onto stimulus frames")
-    recording = recording_from_manifest(manifest, traces)
-    return recording, new_traces
+        return manifest_path
+    files = files or {}
+    for key, what in (("movie", "a stimulus movie"), ("stimulus_times", "the stimulus frame times"),
+                      ("trials", "a trial table"), ("imaging_times", "the imaging frame times")):
+        if files.get(key) is None:
+            raise InputError(f"choose {what}")
+    return SessionManifest(
+        path=files["movie"],
+        name=files["movie"].stem,
+        raw=[],
+        imaging_frame_times=files["imaging_times"],
+        stimulus_movie=files["movie"],
+        stimulus_frame_times=files["stimulus_times"],
+        trials=files["trials"],
+        behaviour_files=list(files.get("behaviour") or []),
+    )
 
 
-def _nwb_job(path, traces):
-    """An NWB file's own ROI responses when it has them, else the traces extracted in this viewer."""
-    from ..errors import InputError
-    from ..io.nwb import read_nwb, recording_from_nwb
-    from ..progress import Progress
+def _traces_to_show(mode: str, manifest, traces, settings):
+    """The traces the build read (an NWB file's ROIs, the manifest's suite2p folder), for the viewer."""
+    if traces is not None:
+        return None
+    if mode == NWB:
+        from ..io.nwb import read_nwb
 
-    if path is None:
-        raise InputError("choose an NWB file (.nwb)")
-    yield Progress("reading", 0, 2, str(path))
-    session = read_nwb(path)
-    if not session.traces and traces is None:
-        raise InputError("the NWB file holds no ROI responses: run 'Extract traces' on its raw frames first", path)
-    yield Progress("aligning", 1, 2, "traces and behaviour onto stimulus frames")
-    if session.traces:
-        return recording_from_nwb(session), session.traces
-    return recording_from_nwb(session, traces), None
+        return read_nwb(manifest).traces or None
+    from ..io.manifest import load_manifest
+    from ..io.suite2p_folder import read_suite2p_folder
+
+    loaded = manifest if mode == FILES else load_manifest(manifest)
+    if loaded.suite2p is None:
+        return None
+    return read_suite2p_folder(loaded.suite2p, cell_threshold=settings.cell_threshold if settings else 0.5)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..model.config import PRESETS
+from ..settings import setting_infos_named
 from ._common import JobRunner, device_summary, job_buttons
-from ._session import session_for
+from ._session import results_folder_to_write, session_for
+from ._settings_form import SettingsForm
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
@@ -31,15 +32,14 @@ class TrainEncoderWidget(Container):
         self.minutes = FloatSpinBox(label="time budget per model (min)", value=0.0, min=0.0, max=10000.0, step=1.0,
                                     tooltip="0: no budget; training stops at max epochs or when it stops improving")
         self.init_core = ComboBox(label="start from", choices=self._core_choices)
-        self.checkpoints = FileEdit(label="save checkpoints to", mode="d",
-                                    tooltip="optional: each model is saved here (safetensors + JSON) when trained")
+        self.advanced = SettingsForm(setting_infos_named(("mask_method", "encoder_kind", "loss", "seed", "threads")))
         self.readout = Label(value="")
         self.stop_button = PushButton(text="Stop early (keep best)")
         self.run_button, self.cancel_button, self.status = job_buttons("Train encoder")
         self.runner = JobRunner("Train encoder", self.run_button, self.cancel_button, self.status)
         self.extend([
             self.preset, self.ensemble, self.device, self.device_label, self.epochs, self.minutes, self.init_core,
-            self.checkpoints, self.run_button, self.stop_button, self.cancel_button, self.status, self.readout,
+            self.advanced, self.run_button, self.stop_button, self.cancel_button, self.status, self.readout,
         ])
         self._stop = threading.Event()
         self._base_training = None  # None: the chosen preset's training settings
@@ -78,34 +78,47 @@ class TrainEncoderWidget(Container):
         self._base_training = config
 
     def training_config(self):
-        from ..model.config import TrainConfig
+        from ..settings import training_config
 
-        base = self._base_training or TrainConfig.preset(self.preset.value)
-        return base.replace(max_epochs=int(self.epochs.value), max_minutes=float(self.minutes.value) or None)
+        return training_config(self.settings())
+
+    def settings(self):
+        """The run's settings from the fields (the same :class:`PipelineSettings` the command line makes)."""
+        from .._schema import nested_replace
+        from ..settings import PipelineSettings
+
+        changes = {
+            "preset": self.preset.value, "n_models": int(self.ensemble.value), "device": self.device.value,
+            "max_epochs": int(self.epochs.value), "max_minutes": float(self.minutes.value) or None,
+            "init_core": "bundled" if self.init_core.value == "bundled pretrained core" else None,
+            "training": self._base_training, **self.advanced.values(),
+        }
+        return nested_replace(PipelineSettings(), changes)
 
     def run(self, *_):
         from ..errors import InputError
-        from ..model import train_ensemble
+        from ._common import notify_error
 
         session = session_for(self.viewer)
-        recording = session.get("recording")
-        preset, training, n_models = self.preset.value, self.training_config(), int(self.ensemble.value)
-        device = self.device.value
-        init_core = "bundled" if self.init_core.value == "bundled pretrained core" else None
-        folder = None if str(self.checkpoints.value) in ("", ".") else Path(self.checkpoints.value)
+        recording_path, folder = session.get("recording_path"), session.get("results_folder")
+        try:
+            settings = self.settings()
+        except (InputError, ValueError) as exc:
+            notify_error(exc, "Train encoder")
+            self.status.value = f"Train encoder: {exc}"
+            return
         self._stop = threading.Event()
         stop = self._stop
 
         def make_job():
-            if recording is None:
+            if session.get("recording") is None or recording_path is None:
                 raise InputError("no recording yet: build one first ('Build recording' or 'Run all')")
-            return train_ensemble(recording, preset, training, n_models=n_models, device=device, init_core=init_core,
-                                  stop=stop, checkpoint_dir=folder)
+            return train_job(results_folder_to_write(session, folder), settings, recording_path, stop)
 
         def event(ev):
             m = ev.metrics
             if "val_corr" in m or "best_val_corr" in m:
-                parts = [ev.stage]
+                parts = [f"model {ev.context['member'] + 1}/{ev.context['members']}" if "member" in ev.context else ev.stage]
                 if "epoch" in m:
                     parts.append(f"epoch {int(m['epoch'])}")
                 if "val_corr" in m:
@@ -114,17 +127,16 @@ class TrainEncoderWidget(Container):
                     parts.append(f"best {m['best_val_corr']:.3f}")
                 self.readout.value = " · ".join(parts)
 
-        def done(results):
+        def done(result):
+            models, best = result
             self.stop_button.enabled = False
-            if not results:
+            if not models:
                 self.status.value = "no model was trained"
                 return
-            session.set("training", results)
-            session.set("models", [r.encoder for r in results])
+            session.set("models", models)
             session.set("mask", None)
-            best = ", ".join(f"{r.best_val_corr:.3f}" for r in results)
-            self.status.value = f"{len(results)} model(s) trained on {results[0].device}"
-            self.readout.value = f"best validation correlation per model: {best}"
+            self.status.value = f"{len(models)} model(s) trained on {device_summary(settings.device)}"
+            self.readout.value = "best validation correlation per model: " + ", ".join(f"{b:.3f}" for b in best)
 
         def cancelled():
             self.stop_button.enabled = False
@@ -133,3 +145,22 @@ class TrainEncoderWidget(Container):
         if worker is not None:
             self.stop_button.enabled = True
             worker.finished.connect(lambda: setattr(self.stop_button, "enabled", False))
+
+
+def train_job(results_folder, settings, recording_path, stop=None):
+    """The Train widget's job: ``train_stage`` into the results folder, as ``movie-recon train``
+    runs it; returns the trained encoders (checked against the recording) and their best
+    validation correlations."""
+    from ..model import load_encoder
+    from ..model.checkpoint import read_checkpoint_config
+    from ..pipeline import train_stage
+    from ..results import ResultsFolder
+    from ..results_recording import open_recording
+
+    with ResultsFolder.writing(results_folder, command=["napari", "Train encoder"]) as results:
+        checkpoints = yield from train_stage(results, settings, recording_path=recording_path, stop=stop)
+    recording = open_recording(recording_path)
+    models = [load_encoder(p, recording) for p in checkpoints]
+    best = [float(read_checkpoint_config(p).get("training_metrics", {}).get("best_val_corr", float("nan")))
+            for p in checkpoints]
+    return models, best
