@@ -192,7 +192,6 @@ LONG_MODULES = {
     "movie_reconstruction.io.nwb": 405,
     "movie_reconstruction.model.train": 494,
     "movie_reconstruction.pipeline": 648,
-    "movie_reconstruction.results": 785,
     "movie_reconstruction.simulate.session": 477,
     "movie_reconstruction.sync": 409,
 }
