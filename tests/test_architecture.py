@@ -193,7 +193,6 @@ LONG_MODULES = {
     "movie_reconstruction.model.train": 494,
     "movie_reconstruction.pipeline": 648,
     "movie_reconstruction.simulate.session": 477,
-    "movie_reconstruction.sync": 409,
 }
 
 
