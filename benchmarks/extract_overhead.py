@@ -112,7 +112,8 @@ def main(argv=None):
 
     import suite2p
 
-    from movie_reconstruction.extract import _fit_settings_to_frame, small_fov_overrides, suite2p_settings
+    from movie_reconstruction.extract import small_fov_overrides, suite2p_settings
+    from movie_reconstruction.extract.suite2p_config import fit_settings_to_frame
 
     logging.getLogger("suite2p").setLevel(logging.WARNING)  # neither run prints; the wrapper raises it to INFO itself
     work = Path(tempfile.mkdtemp(prefix="extract-overhead-"))
@@ -135,7 +136,7 @@ def main(argv=None):
             fs=kwargs["fs"], tau=kwargs.get("tau", 1.0), diameter=kwargs["diameter"], device="cpu",
             overrides=kwargs.get("settings"),
         )
-        _fit_settings_to_frame(settings, shape[1:], explicit_nonrigid=False)  # as the wrapper does
+        fit_settings_to_frame(settings, shape[1:], explicit_nonrigid=False)  # as the wrapper does
         assert suite2p.default_settings().keys() == settings.keys()
 
         # The wrapper runs suite2p in a worker thread. Under CPU oversubscription torch's

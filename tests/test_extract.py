@@ -234,14 +234,14 @@ def test_resuming_a_received_partial_folder_never_unpickles_code(synthetic, tmp_
 def test_moving_a_finished_run_into_place_never_unpickles_code(tmp_path):
     from test_safe_npy import RunsOnLoad
 
-    from movie_reconstruction.extract import _relocate_paths
+    from movie_reconstruction.extract.run_folder import relocate_paths
 
     marker = tmp_path / "ran"
     folder = tmp_path / "staging"
     folder.mkdir()
     np.save(folder / "ops.npy", np.array({"save_path": str(folder), "x": RunsOnLoad(os.system, f"touch '{marker}'")}), allow_pickle=True)
     with pytest.raises(InputError, match=r"ops\.npy: refused"):
-        _relocate_paths(folder, folder, tmp_path / "final")
+        relocate_paths(folder, folder, tmp_path / "final")
     assert not marker.exists()
 
 

@@ -108,8 +108,8 @@ def test_a_refused_writer_never_removes_the_folder_of_the_run_that_holds_it(tmp_
     """Two runs that both found the folder missing: the one refused must not clean up the other's."""
     import threading
 
-    from movie_reconstruction import results as results_module
     from movie_reconstruction._lock import FolderBusy
+    from movie_reconstruction.results import folder as results_folder_module
 
     path = tmp_path / "new" / "res"
     holding, release = threading.Event(), threading.Event()
@@ -123,7 +123,7 @@ def test_a_refused_writer_never_removes_the_folder_of_the_run_that_holds_it(tmp_
     thread.start()
     try:
         assert holding.wait(60)
-        monkeypatch.setattr(results_module, "_first_missing", lambda _: tmp_path / "new")  # as the race saw it
+        monkeypatch.setattr(results_folder_module, "_first_missing", lambda _: tmp_path / "new")  # as the race saw it
         with pytest.raises(FolderBusy):
             with ResultsFolder.writing(path, command=["second"]):
                 pass

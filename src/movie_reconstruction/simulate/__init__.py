@@ -14,9 +14,10 @@ from .config import (
     SimulationConfig,
     StimulusConfig,
 )
+from .ground_truth import GroundTruth, load_ground_truth
 from .population import V1Population
 from .sample import ensure_sample_session, simulated_session_sample
-from .session import GroundTruth, SimulatedSession, load_ground_truth, simulate_session, simulate_session_job
+from .session import SimulatedSession, simulate_session, simulate_session_job
 
 __all__ = [
     "INDICATORS",

@@ -33,8 +33,8 @@ from ..progress import Job, Progress, run
 from .behaviour import Behaviour, behaviour_on_stimulus_clock, make_behaviour
 from .config import SimulationConfig
 from .daq import write_timing
+from .ground_truth import GroundTruth, load_ground_truth, write_ground_truth
 from .imaging import (
-    Field,
     bleaching,
     calcium_dff,
     draw_spikes,
@@ -45,26 +45,12 @@ from .imaging import (
     write_tiffs,
 )
 from .population import V1Population
-from .stimulus import GREY, StimulusTrial, make_trials, presentation_times
+from .stimulus import StimulusTrial, make_trials
+from .timeline import Timeline, check_rates, make_timeline, place_trial_rates
 
 RatesFn = Callable[[np.ndarray, dict], np.ndarray]
 MANIFEST = "session.toml"
 _NEUROPIL_MODES = 3
-
-
-@dataclass
-class GroundTruth:
-    """What the simulated mouse really did (loaded from ``ground_truth/``)."""
-
-    rates: np.ndarray  # (N, stimulus frames) spikes/s, constant over each frame
-    spikes_on_stimulus_frames: np.ndarray  # (N, stimulus frames) spike counts
-    spike_times: np.ndarray  # (S,) s
-    spike_neurons: np.ndarray  # (S,)
-    dff: np.ndarray  # (N, imaging frames) noise-free dF/F
-    labels: np.ndarray  # (Y, X) int32, neuron k is k + 1
-    centres: np.ndarray  # (N, 2) soma centres (y, x), pixels
-    footprints: object  # scipy.sparse (N, Y*X)
-    motion: np.ndarray  # (imaging frames, 2) (dy, dx) pixels applied to each frame
 
 
 @dataclass
@@ -107,105 +93,6 @@ class SimulatedSession:
         )
 
 
-def load_ground_truth(folder: str | Path) -> GroundTruth:
-    from scipy import sparse
-
-    truth = Path(folder) / "ground_truth"
-    if not truth.is_dir():
-        raise InputError("no ground_truth folder", folder)
-    fp = np.load(truth / "footprints.npz")
-    neurons = np.loadtxt(truth / "neurons.csv", delimiter=",", skiprows=1, ndmin=2)
-    return GroundTruth(
-        rates=np.load(truth / "rates.npy"),
-        spikes_on_stimulus_frames=np.load(truth / "spikes_on_stimulus_frames.npy"),
-        spike_times=np.load(truth / "spike_times.npy"),
-        spike_neurons=np.load(truth / "spike_neurons.npy"),
-        dff=np.load(truth / "dff.npy"),
-        labels=np.load(truth / "labels.npy"),
-        centres=neurons[:, 1:3].astype(np.float32),
-        footprints=sparse.csr_matrix((fp["data"], fp["indices"], fp["indptr"]), shape=tuple(fp["shape"])),
-        motion=np.load(truth / "motion.npy"),
-    )
-
-
-# ---------------------------------------------------------------------------- timeline
-@dataclass
-class _Timeline:
-    movie: np.ndarray  # (T, H, W)
-    trial_starts: np.ndarray
-    trial_lengths: np.ndarray
-    tiers: list[str]
-    sources: list[str]
-    frame_times: np.ndarray  # (T,)
-    frame_ends: np.ndarray  # (T,)
-    imaging_times: np.ndarray
-
-
-def _timeline(config: SimulationConfig, trials: Sequence[StimulusTrial], rng: np.random.Generator) -> _Timeline:
-    stim = config.stimulus
-    height, width = trials[0].video.shape[1:]
-    grey_frames = int(round(stim.grey_seconds * stim.frame_rate))
-    lead_frames = int(round(stim.lead_in_seconds * stim.frame_rate))
-    pieces, starts, lengths = [np.full((lead_frames, height, width), GREY, np.float32)], [], []
-    position = lead_frames
-    for k, trial in enumerate(trials):
-        if k:
-            pieces.append(np.full((grey_frames, height, width), GREY, np.float32))
-            position += grey_frames
-        starts.append(position)
-        lengths.append(trial.video.shape[0])
-        pieces.append(np.asarray(trial.video, np.float32))
-        position += trial.video.shape[0]
-    pieces.append(np.full((max(lead_frames, 1), height, width), GREY, np.float32))
-    movie = np.concatenate(pieces)
-
-    imaging = config.imaging
-    period = 1.0 / imaging.frame_rate
-    first_frame = imaging.imaging_start_s + 0.5 + rng.uniform(0.0, period)
-    frame_times = presentation_times(movie.shape[0], first_frame, stim, rng)
-    last_end = frame_times[-1] + 1.0 / stim.frame_rate
-    frame_ends = np.append(frame_times[1:], last_end)
-    n_imaging = int(np.ceil((last_end + 0.5 - imaging.imaging_start_s) / period))
-    imaging_times = imaging.imaging_start_s + period * np.arange(n_imaging)
-    return _Timeline(
-        movie=movie,
-        trial_starts=np.asarray(starts),
-        trial_lengths=np.asarray(lengths),
-        tiers=[t.tier for t in trials],
-        sources=[t.source for t in trials],
-        frame_times=frame_times,
-        frame_ends=frame_ends,
-        imaging_times=imaging_times,
-    )
-
-
-def _check_rates(rates, n_frames: int, what: str) -> np.ndarray:
-    rates = np.asarray(rates, dtype=np.float32)
-    if rates.ndim != 2 or rates.shape[1] != n_frames:
-        raise InputError(f"{what} returned rates of shape {rates.shape}; expected (neurons, {n_frames})")
-    if not np.isfinite(rates).all():
-        raise InputError(f"{what} returned NaN or inf rates")
-    if (rates < 0).any():
-        raise InputError(f"{what} returned negative rates (min {float(rates.min()):.3g})")
-    return rates
-
-
-def _place_trial_rates(trial_rates: Sequence[np.ndarray], timeline: _Timeline) -> np.ndarray:
-    if len(trial_rates) != len(timeline.trial_starts):
-        raise InputError(f"{len(trial_rates)} rate arrays for {len(timeline.trial_starts)} trials")
-    checked = [
-        _check_rates(r, int(n), f"trial {k}'s rates") for k, (r, n) in enumerate(zip(trial_rates, timeline.trial_lengths))
-    ]
-    counts = {r.shape[0] for r in checked}
-    if len(counts) != 1:
-        raise InputError(f"trials have different neuron counts: {sorted(counts)}")
-    grey = np.percentile(np.concatenate(checked, axis=1), 10, axis=1)
-    rates = np.repeat(grey[:, None], timeline.movie.shape[0], axis=1).astype(np.float32)
-    for start, block in zip(timeline.trial_starts, checked):
-        rates[:, start : start + block.shape[1]] = block
-    return rates
-
-
 # ---------------------------------------------------------------------------- the job
 # long: the simulation's steps in order (stimulus, behaviour, rates, imaging, files), sharing their state.
 def simulate_session_job(
@@ -240,7 +127,7 @@ def simulate_session_job(
         trials = make_trials(config.stimulus, rng_stimulus)
     if not trials:
         raise InputError("a session needs at least one trial")
-    timeline = _timeline(config, trials, rng_timing)
+    timeline = make_timeline(config, trials, rng_timing)
     pad_s = 2.0  # activity before imaging starts, so calcium is at steady state in frame 0
     if trial_behaviour is not None:
         if len(trial_behaviour) != len(trials):
@@ -256,7 +143,7 @@ def simulate_session_job(
     yield Progress("simulation", 1, 5, "neurons")
     population = None
     if trial_rates is not None:
-        rates = _place_trial_rates(trial_rates, timeline)
+        rates = place_trial_rates(trial_rates, timeline)
         field = make_field(rng_field, rates.shape[0], config.imaging, _NEUROPIL_MODES)
     elif rates_fn is None:
         field = make_field(rng_field, config.population.n_neurons, config.imaging, _NEUROPIL_MODES)
@@ -269,9 +156,9 @@ def simulate_session_job(
             cortical_positions=cortical,
             degrees_per_pixel=config.stimulus.degrees_per_pixel,
         )
-        rates = _check_rates(population(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "the population")
+        rates = check_rates(population(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "the population")
     else:
-        rates = _check_rates(rates_fn(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "rates_fn")
+        rates = check_rates(rates_fn(timeline.movie, behaviour_on_frames), timeline.movie.shape[0], "rates_fn")
         field = make_field(rng_field, rates.shape[0], config.imaging, _NEUROPIL_MODES)
 
     yield Progress("simulation", 2, 5, "spikes and calcium")
@@ -303,7 +190,7 @@ def simulate_session_job(
         _write_trials(staged / "timing/trials.csv", timeline)
         np.save(staged / "stimulus/movie.npy", timeline.movie.astype(np.float32))
         _write_behaviour(staged / "behaviour", behaviour)
-        _write_ground_truth(
+        write_ground_truth(
             staged / "ground_truth", rates, spike_times, spike_neurons, timeline, dff, field, motion, neuropil, bleach, population
         )
         (staged / MANIFEST).write_text(_manifest(config, raw_files, timeline.movie.shape[1:]))
@@ -365,7 +252,7 @@ def simulate_session(
 
 
 # ---------------------------------------------------------------------------- writers
-def _write_trials(path: Path, timeline: _Timeline) -> None:
+def _write_trials(path: Path, timeline: Timeline) -> None:
     lines = ["trial_id,start_frame,n_frames,tier"]
     for k, (start, length, tier) in enumerate(zip(timeline.trial_starts, timeline.trial_lengths, timeline.tiers)):
         lines.append(f"{k},{int(start)},{int(length)},{tier}")
@@ -384,59 +271,6 @@ def _write_behaviour(folder: Path, behaviour: Behaviour) -> None:
         folder / "pupil.csv",
         {"time": behaviour.pupil_times, "pupil": behaviour.pupil, "pupil_x": behaviour.pupil_x, "pupil_y": behaviour.pupil_y},
     )
-
-
-def _write_ground_truth(
-    folder: Path,
-    rates: np.ndarray,
-    spike_times: np.ndarray,
-    spike_neurons: np.ndarray,
-    timeline: _Timeline,
-    dff: np.ndarray,
-    field: Field,
-    motion: np.ndarray,
-    neuropil: np.ndarray,
-    bleach: np.ndarray,
-    population: V1Population | None,
-) -> None:
-    n, n_frames = rates.shape
-    edges = np.append(timeline.frame_times, timeline.frame_ends[-1])
-    inside = (spike_times >= edges[0]) & (spike_times < edges[-1])
-    frame_of_spike = np.searchsorted(edges, spike_times[inside], side="right") - 1
-    counts = np.zeros((n, n_frames), np.uint16)
-    np.add.at(counts, (spike_neurons[inside], frame_of_spike), 1)
-    np.save(folder / "rates.npy", rates.astype(np.float32))
-    np.save(folder / "spikes_on_stimulus_frames.npy", counts)
-    np.save(folder / "spike_times.npy", spike_times.astype(np.float64))
-    np.save(folder / "spike_neurons.npy", spike_neurons.astype(np.int32))
-    np.save(folder / "dff.npy", dff.astype(np.float32))
-    np.save(folder / "motion.npy", motion.astype(np.float32))
-    np.save(folder / "neuropil_dff.npy", neuropil.astype(np.float32))
-    np.save(folder / "bleaching.npy", bleach.astype(np.float32))
-    np.save(folder / "labels.npy", field.labels())
-    fp = field.footprints.tocsr()
-    np.savez(folder / "footprints.npz", data=fp.data, indices=fp.indices, indptr=fp.indptr, shape=np.asarray(fp.shape))
-    header = "neuron,soma_y,soma_x,radius,brightness,peak_dff"
-    table = np.column_stack([np.arange(n), field.centres, field.radii, field.brightness, dff.max(axis=1)])
-    np.savetxt(folder / "neurons.csv", table, delimiter=",", header=header, comments="", fmt="%.5g")
-    if population is not None:
-        np.savez(folder / "population.npz", **population.parameters())
-    index = {
-        "rates.npy": "(neurons, stimulus frames) float32 spikes/s, constant over each stimulus frame",
-        "spikes_on_stimulus_frames.npy": "(neurons, stimulus frames) spike counts within each frame",
-        "spike_times.npy": "(spikes,) float64 s on the shared clock; spike_neurons.npy gives each spike's neuron",
-        "dff.npy": "(neurons, imaging frames) noise-free dF/F at the imaging frame times",
-        "motion.npy": "(imaging frames, 2) rigid (dy, dx) shift in pixels applied to each frame",
-        "labels.npy": "(Y, X) int32 soma label image, neuron k is k + 1 (unmoved frame)",
-        "footprints.npz": "scipy.sparse CSR (neurons, Y*X) soma weights: data, indices, indptr, shape",
-        "neurons.csv": "per neuron: soma centre (pixels), radius, brightness (photons/frame), peak dF/F",
-        "neuropil_dff.npy": "(modes, imaging frames) neuropil dF/F time courses",
-        "bleaching.npy": "(imaging frames,) fluorescence multiplier",
-        "population.npz": "parameters of the built-in V1 population (absent when rates_fn was given)",
-        "imaging_frame_times.npy": "sessions with DAQ sync signals only: the true imaging frame times they encode",
-        "stimulus_frame_times.npy": "sessions with DAQ sync signals only: the true stimulus frame times",
-    }
-    (folder / "index.json").write_text(json.dumps(index, indent=1))
 
 
 def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple[int, int]) -> str:
