@@ -201,13 +201,21 @@ def read_settings_file(path: str | Path, base: PipelineSettings | None = None) -
 
 
 def settings_table() -> str:
-    """docs/settings.md's table, made from the settings' own descriptions."""
+    """docs/settings.md's table, made from the settings' own descriptions
+    (``python -m movie_reconstruction.settings`` prints it)."""
     lines = ["| setting | command line | stage | default | unit | range or choices | what it does |",
              "|---|---|---|---|---|---|---|"]
     for info in setting_infos():
-        span = ", ".join(str(c) for c in info.choices) if info.choices else (
-            f"{format_value(info.low)} to {format_value(info.high)}" if info.low is not None or info.high is not None
-            else "")
+        if info.choices:
+            span = ", ".join(str(c) for c in info.choices)
+        elif info.low is not None and info.high is not None:
+            span = f"{info.low:g} to {info.high:g}"
+        else:
+            span = f"at least {info.low:g}" if info.low is not None else ""
         lines.append(f"| `{info.name}` | `{info.option}` | {info.stage} | {format_value(info.default)} | {info.unit} | "
                      f"{span} | {info.help} |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")
