@@ -70,20 +70,8 @@ class ReconstructionConfig:
                                    unit="pixels", low=0.0, high=5.0, advanced=True)
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.ensemble not in ENSEMBLE_MODES:
-            raise ValueError(f"ensemble must be one of {ENSEMBLE_MODES}, got {self.ensemble!r}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be at least 1, got {self.iterations}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        check_all(self)  # each described setting's range and choices (ValueError naming it)
         get_loss(self.loss)  # ValueError naming the known losses
-        check_all(self)
-        if self.jitter < 0 or self.gradient_blur < 0:
-            raise ValueError(f"jitter and gradient_blur must be >= 0, got {self.jitter} and {self.gradient_blur}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         lo, hi = self.pixel_range
         if not lo < hi:
             raise ValueError(f"pixel_range must be (low, high) with low < high, got {self.pixel_range}")
