@@ -191,7 +191,6 @@ LONG_MODULES = {
     "movie_reconstruction.cli": 607,
     "movie_reconstruction.extract": 768,
     "movie_reconstruction.io.nwb": 405,
-    "movie_reconstruction.model.train": 494,
     "movie_reconstruction.pipeline": 648,
     "movie_reconstruction.results": 785,
     "movie_reconstruction.simulate.session": 477,
