@@ -17,6 +17,7 @@ from movie_reconstruction.model.budget import (  # noqa: E402
     TIME_BUDGET,
     describe_budget,
     stop_reason_of,
+    summary_lines,
     training_summary_lines,
 )
 from movie_reconstruction.progress import run  # noqa: E402
@@ -82,6 +83,7 @@ def test_checkpoints_written_before_the_reason_was_recorded_read_it_from_the_tex
     del metrics["steps_per_epoch"]
     assert describe_budget(metrics).starved
     assert describe_budget({}) is None
+    assert summary_lines([("model_0", {})]) == ["model_0: no training record"]
 
 
 # ------------------------------------------------------------------------------ real training runs
@@ -104,6 +106,7 @@ def test_a_starved_run_records_the_warning_in_its_checkpoint_and_summary(tmp_pat
     assert lines[0].startswith("model_0: best validation r = ") and budget.sentence in lines[0]
     assert lines[1] == f"warning: model_0: {budget.warning}"
     assert "minutes per model instead of 0.025" in lines[2]
+    assert summary_lines([("model_0", result.encoder.training_metrics)]) == lines  # the widget's way, in memory
 
 
 @pytest.mark.parametrize("changes, reason", [

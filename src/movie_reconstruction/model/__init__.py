@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 _WHERE = {
     "TrainingBudget": "budget",
     "describe_budget": "budget",
+    "summary_lines": "budget",
     "training_summary_lines": "budget",
     "load_encoder": "checkpoint",
     "save_encoder": "checkpoint",
@@ -59,7 +60,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
-    from .budget import TrainingBudget, describe_budget, training_summary_lines
+    from .budget import TrainingBudget, describe_budget, summary_lines, training_summary_lines
     from .checkpoint import load_encoder, save_encoder
     from .config import PRESETS, EncoderConfig, Normalization, TrainConfig
     from .encoder import Encoder, encoder_from_config

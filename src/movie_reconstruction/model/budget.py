@@ -151,18 +151,23 @@ def checkpoint_budget(checkpoint_dir: str | Path) -> TrainingBudget | None:
 
 
 def training_summary_lines(checkpoint_dirs: Sequence[str | Path]) -> list[str]:
-    """What the CLI prints and the napari train widget shows after training: one line per member
-    (best validation r, epochs run against planned, why it stopped), each starved member's
-    warning, and for an ensemble cut by its time budget the budget that would have fed it."""
+    """What ``movie-recon train`` prints after training: :func:`summary_lines` of checkpoint folders."""
     from .checkpoint import read_checkpoint_config
 
+    return summary_lines([(Path(folder).name, read_checkpoint_config(folder).get("training_metrics") or {})
+                          for folder in checkpoint_dirs])
+
+
+def summary_lines(members: Sequence[tuple[str, dict]]) -> list[str]:
+    """One line per ``(name, training metrics)`` member (best validation r, epochs run against
+    planned, why it stopped), each starved member's warning, and for members cut by their time
+    budget the budget that would have fed them. For models in memory (the napari train widget),
+    the metrics are ``TrainingResult.encoder.training_metrics``."""
     lines, budgets = [], []
-    for folder in checkpoint_dirs:
-        name = Path(folder).name
-        metrics = read_checkpoint_config(folder).get("training_metrics") or {}
+    for name, metrics in members:
         budget = describe_budget(metrics)
         if budget is None:
-            lines.append(f"{name}: no training record in this checkpoint")
+            lines.append(f"{name}: no training record")
             continue
         budgets.append(budget)
         lines.append(f"{name}: best validation r = {_number(metrics.get('best_val_corr')):.3f} at epoch "
