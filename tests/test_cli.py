@@ -112,6 +112,7 @@ def test_small_run_resumes_and_reports(tmp_path, capsys):
     assert main(["train", str(results.path), "--models", "2", "--epochs", "1", *common]) == 0
     out = capsys.readouterr().out
     assert "2 model(s)" in out and "best validation r" in out
+    assert out.count("1 of 1 planned epochs") == 2 and "ran all planned epochs" in out
 
     argv = ["reconstruct", str(results.path), "--iterations", "4", "--no-controls", *common]
     assert main(argv) == 0

@@ -12,7 +12,7 @@ import numpy as np
 from movie_reconstruction.report import write_report
 from movie_reconstruction.results import ResultsFolder
 
-from test_results import _write_trial
+from test_results import _write_trial, tiny_recording, untrained_checkpoints
 
 
 def _folder(tmp_path, name="res"):
@@ -100,3 +100,26 @@ def test_report_to_another_file_is_the_whole_report_with_names_escaped(tmp_path)
     assert f"<title>Movie reconstruction report · {escaped}</title>" in page
     assert escaped in page.split("<h1>", 1)[1]  # the folder's path under the heading
     assert "<i>&" not in page and name not in page
+
+
+def test_the_training_section_gives_each_members_budget_and_warns_when_one_was_starved(tmp_path):
+    from movie_reconstruction.model import load_encoder, save_encoder
+
+    folder = _folder(tmp_path)
+    tiny_recording(folder.recording_dir, neurons=30)
+    rising, levelled = [0.0, 0.10, 0.18, 0.24, 0.28], [0.0, 0.25, 0.25, 0.25, 0.25]
+    for path, curve in zip(untrained_checkpoints(folder, 2), (rising, levelled)):
+        encoder = load_encoder(path)
+        history = [{"epoch": k, "loss": 1.0, "val_corr": r, "seconds": 60.0 * k} for k, r in enumerate(curve)]
+        encoder.training_metrics = {"history": history, "best_epoch": 4, "best_val_corr": curve[-1],
+                                    "stopped_because": "reached the 4-minute wall budget",
+                                    "training": {"max_epochs": 40, "max_minutes": 4.0, "seed": 0}}
+        save_encoder(encoder, path)
+    page = write_report(folder.path).read_text()
+    training = page[page.index("<h2>Training</h2>"):page.index("<h2>ROI map")]
+    assert training.count("4 of 40 planned epochs, 60 s each; stopped by the 4-minute time budget") == 2
+    assert "model_0: 4 of 40 planned epochs" in training and "still rising" in training
+    assert "model_1: 4 of 40 planned epochs" in training and "levelled off" in training
+    assert training.count("Warning: ") == 1
+    assert "Warning: model_0: the 4-minute time budget starved this model" in training
+    assert "about 4 more minutes would buy 4 more epochs" in training

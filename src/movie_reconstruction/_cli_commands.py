@@ -189,11 +189,10 @@ def cmd_train(args) -> int:
     settings = _settings(args)
     with _results_for_writing(args.results) as results, _client(args) as client:
         checkpoints = _drive(train_stage(results, settings, recording_path=args.recording, client=client), args)
-    from .results import load_results
+    from .model.budget import training_summary_lines
 
-    for entry in load_results(results.path).training:
-        print(f"{Path(entry['checkpoint']).name}: best validation r = {entry['best_val_corr']:.3f} "
-              f"at epoch {entry['best_epoch']} ({entry['stopped_because']})")
+    for line in training_summary_lines(checkpoints):
+        print(line)
     print(f"{len(checkpoints)} model(s) in {results.models_dir}")
     return EXIT_OK
 

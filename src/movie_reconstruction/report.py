@@ -113,6 +113,22 @@ def training_figure(training: list[dict]) -> str | None:
     return _png(fig)
 
 
+def budget_paragraphs(checkpoints) -> list[str]:
+    """Each member's training budget in one line (epochs run against planned, why it stopped), and
+    a warning, set off like the others, for each member that its time budget starved."""
+    from .model.budget import checkpoint_budget
+
+    items, warnings = [], []
+    for checkpoint in checkpoints:
+        name, budget = Path(checkpoint).name, checkpoint_budget(checkpoint)
+        if budget is None:
+            continue
+        items.append(f"<li>{html.escape(name)}: {html.escape(budget.sentence)}</li>")
+        if budget.warning:
+            warnings.append(f"<p class='verdict bad'>Warning: {html.escape(name)}: {html.escape(budget.warning)}.</p>")
+    return ([f"<ul>{''.join(items)}</ul>"] if items else []) + warnings
+
+
 def roi_figure(rois: dict, mask) -> str | None:
     panels = len(rois) + (1 if mask is not None else 0)
     if panels == 0:
@@ -254,6 +270,7 @@ def render_report(results: Results) -> str:
                  "minutes": (t.get("seconds") or 0) / 60} for t in results.training]
         parts.append(_table(rows, ["model", "seed", "best epoch", "validation r", "stopped because", "minutes"],
                             {"minutes": "{:.1f}"}))
+        parts += budget_paragraphs([t["checkpoint"] for t in results.training])
         parts.append(_img(figure, "training curves"))
     else:
         parts.append("<p>No training history in this folder.</p>")

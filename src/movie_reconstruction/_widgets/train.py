@@ -128,7 +128,7 @@ class TrainEncoderWidget(Container):
                 self.readout.value = " · ".join(parts)
 
         def done(result):
-            models, best = result
+            models, best, budget_lines = result
             self.stop_button.enabled = False
             if not models:
                 self.status.value = "no model was trained"
@@ -136,7 +136,8 @@ class TrainEncoderWidget(Container):
             session.set("models", models)
             session.set("mask", None)
             self.status.value = f"{len(models)} model(s) trained on {device_summary(settings.device)}"
-            self.readout.value = "best validation correlation per model: " + ", ".join(f"{b:.3f}" for b in best)
+            self.readout.value = "\n".join(["best validation correlation per model: " + ", ".join(f"{b:.3f}" for b in best),
+                                             *budget_lines])
 
         def cancelled():
             self.stop_button.enabled = False
@@ -149,9 +150,11 @@ class TrainEncoderWidget(Container):
 
 def train_job(results_folder, settings, recording_path, stop=None):
     """The Train widget's job: ``train_stage`` into the results folder, as ``movie-recon train``
-    runs it; returns the trained encoders (checked against the recording) and their best
-    validation correlations."""
+    runs it; returns the trained encoders (checked against the recording), their best
+    validation correlations and the training report's lines (epochs run against planned, and a
+    warning when the time budget starved a member)."""
     from ..model import load_encoder
+    from ..model.budget import training_summary_lines
     from ..model.checkpoint import read_checkpoint_config
     from ..pipeline import train_stage
     from ..results import ResultsFolder
@@ -163,4 +166,4 @@ def train_job(results_folder, settings, recording_path, stop=None):
     models = [load_encoder(p, recording) for p in checkpoints]
     best = [float(read_checkpoint_config(p).get("training_metrics", {}).get("best_val_corr", float("nan")))
             for p in checkpoints]
-    return models, best
+    return models, best, training_summary_lines(checkpoints)

@@ -15,6 +15,10 @@ import importlib
 from typing import TYPE_CHECKING
 
 _WHERE = {
+    "TrainingBudget": "budget",
+    "describe_budget": "budget",
+    "summary_lines": "budget",
+    "training_summary_lines": "budget",
     "load_encoder": "checkpoint",
     "save_encoder": "checkpoint",
     "PRESETS": "config",
@@ -56,6 +60,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
+    from .budget import TrainingBudget, describe_budget, summary_lines, training_summary_lines
     from .checkpoint import load_encoder, save_encoder
     from .config import PRESETS, EncoderConfig, Normalization, TrainConfig
     from .encoder import Encoder, encoder_from_config

@@ -4,14 +4,22 @@ stopping on validation correlation, the best model kept.
 
 ``train_encoder`` is a generator (see :mod:`movie_reconstruction.progress`): it yields
 :class:`~movie_reconstruction.progress.Progress` events (stage ``"training"``; ``metrics`` hold
-``epoch``, ``loss``, ``val_corr``, ``best_val_corr``, ``lr``) and returns a
-:class:`TrainingResult`. To stop early *and keep the result*, set the ``stop`` event (any
-object with ``is_set()``, e.g. ``threading.Event``): training ends after the current step and
-the best model so far is returned. Closing the generator cancels without a result.
+``epoch``, ``loss``, ``val_corr``, ``best_val_corr``, ``lr``) at least every
+``PROGRESS_INTERVAL_SECONDS`` while it trains or validates, and returns a :class:`TrainingResult`.
+To stop early *and keep the result*, set the ``stop`` event (any object with ``is_set()``, e.g.
+``threading.Event``): training ends after the current step (or forward pass of validation) and
+the best model so far is returned. Closing the generator cancels without a result; it takes
+effect at the next event, so within about one training step of the interval.
+
+Each result carries its :class:`~.budget.TrainingBudget` (epochs run against planned, why it
+stopped, seconds per epoch, and whether the time budget starved it), also saved in the
+checkpoint's training metrics.
 
 The encoder is built by a registered encoder kind (:mod:`.registry`; the built-in one by
 default), and everything architecture-specific (learning-rate factors, frozen parts, burn-in)
-comes through the encoder contract's optional members (:mod:`.protocol`).
+comes through the encoder contract's optional members (:mod:`.protocol`). The data side (trial
+split, trials in memory, batched validation predictions) is in :mod:`.training_data`, the
+settings and the new encoder a run starts from in :mod:`.training_setup`.
 """
 
 from __future__ import annotations
@@ -28,12 +36,17 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress
-from .config import EncoderConfig, Normalization, TrainConfig
+from .budget import EARLY_STOPPING, EPOCH_LIMIT, STOPPED_BY_USER, TIME_BUDGET, TrainingBudget, describe_budget
+from .config import EncoderConfig, TrainConfig
 from .registry import BUILTIN_KIND
+from .training_data import TrialData, hash_header, prediction_groups, split_positions
+from .training_setup import new_encoder, resolve_configs
 
 _log = logging.getLogger("movie_reconstruction.train")
 
-VALIDATION_FALLBACK_FRACTION = 0.1
+# The most time between progress events while training: closing the job (napari's Cancel) takes
+# effect at an event, so this bounds how long a cancel waits, besides the step in progress.
+PROGRESS_INTERVAL_SECONDS = 0.5
 
 
 @dataclass
@@ -48,164 +61,30 @@ class TrainingResult:
     data_hash: str = ""
     frames_seen: int = 0
     cpu_seconds: float = 0.0  # CPU time of this process (all threads) while training
+    budget: TrainingBudget | None = None  # epochs run against planned, why it stopped, starved or not
 
     @property
     def frames_per_second(self) -> float:
         return self.frames_seen / self.seconds if self.seconds > 0 else float("nan")
 
 
-# ---------------------------------------------------------------------------------- data
-class _TrialData:
-    """Train/validation trials held in memory as float32 tensors (frames are small: 36x64)."""
-
-    def __init__(self, recording, train_positions, validation_positions, hasher):
-        import torch
-
-        def load(positions):
-            videos, responses, behavior = [], [], []
-            for i in positions:
-                trial = recording.trial(int(i))
-                for array in (trial.video, trial.responses, trial.behavior):
-                    hasher.update(np.ascontiguousarray(array).tobytes())
-                # Copies: trial arrays may be read-only memory maps.
-                videos.append(torch.from_numpy(np.array(trial.video, dtype=np.float32)))
-                responses.append(torch.from_numpy(np.array(trial.responses, dtype=np.float32)))
-                behavior.append(torch.from_numpy(np.array(trial.behavior, dtype=np.float32)))
-            return videos, responses, behavior
-
-        self.train = load(train_positions)
-        self.validation = load(validation_positions)
-        self.lengths = np.array([v.shape[0] for v in self.train[0]])
-
-    def to(self, device):
-        self.train = tuple([t.to(device) for t in part] for part in self.train)
-        self.validation = tuple([t.to(device) for t in part] for part in self.validation)
-        return self
-
-    def normalization(self) -> Normalization:
-        videos, _, behavior = self.train
-        n = sum(v.numel() for v in videos)
-        mean = sum(float(v.double().sum()) for v in videos) / n
-        var = sum(float(((v.double() - mean) ** 2).sum()) for v in videos) / n
-        b = np.concatenate([x.cpu().numpy() for x in behavior], axis=1)
-        b_mean = b.mean(1)
-        b_std = b.std(1)
-        b_std = np.where(b_std > 1e-6, b_std, 1.0)
-        return Normalization(
-            video_mean=mean,
-            video_std=max(math.sqrt(var), 1e-3),
-            behavior_mean=tuple(float(v) for v in b_mean),
-            behavior_std=tuple(float(v) for v in b_std),
-        )
-
-    def mean_response(self) -> np.ndarray:
-        _, responses, _ = self.train
-        total = sum(r.double().sum(1) for r in responses)
-        return (total / float(self.lengths.sum())).cpu().numpy()
-
-    def sample(self, rng: np.random.Generator, batch: int, clip: int):
-        import torch
-
-        videos, responses, behavior = self.train
-        weights = self.lengths / self.lengths.sum()
-        trials = rng.choice(len(videos), size=batch, p=weights)
-        v, r, b = [], [], []
-        for k in trials:
-            start = int(rng.integers(0, self.lengths[k] - clip + 1))
-            v.append(videos[k][start : start + clip])
-            r.append(responses[k][:, start : start + clip])
-            b.append(behavior[k][:, start : start + clip])
-        return torch.stack(v), torch.stack(r), torch.stack(b)
-
-
-def _split_positions(recording):
-    train = recording.indices("train")
-    validation = recording.indices("validation")
-    if train.size == 0:
-        raise InputError("the recording has no training trials", recording.source)
-    if validation.size == 0:
-        # No validation tier: hold out the last tenth of the training trials (at least one).
-        n_val = max(1, int(round(VALIDATION_FALLBACK_FRACTION * train.size)))
-        if train.size - n_val < 1:
-            raise InputError("need at least two training trials when there is no validation tier", recording.source)
-        train, validation = train[:-n_val], train[-n_val:]
-    return train, validation
-
-
-def _hash_header(hasher, recording) -> None:
-    hasher.update(np.ascontiguousarray(np.asarray(recording.neurons.ids).astype(str)).tobytes())
-    hasher.update(repr((float(recording.frame_rate), tuple(recording.behavior_channels))).encode())
-
-
 # ---------------------------------------------------------------------------------- training
-CORE_FIELDS = (
-    "channels", "blocks", "stem_kernel", "block_kernel", "temporal_kernel", "block_temporal_kernel", "stride", "residual",
-)
+class _Heartbeat:
+    """Says when the next progress event is due, so that events come often but not per step."""
+
+    def __init__(self, interval: float):
+        self.interval, self.last = interval, time.perf_counter()
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
 
 
-def _resolve_configs(config, training, core_architecture):
-    """The architecture and training settings to use; a pretrained core's shape wins over ``config``'s."""
-    from dataclasses import replace
-
-    if config is None:
-        config = "small"
-    if isinstance(config, str):
-        architecture = EncoderConfig.preset(config)
-        training = training or TrainConfig.preset(config)
-    else:
-        architecture = config
-        training = training or TrainConfig()
-    if core_architecture is not None:
-        architecture = replace(architecture, **{f: getattr(core_architecture, f) for f in CORE_FIELDS})
-    return architecture, training
-
-
-def _new_encoder(kind, recording, data, architecture, preset, core_state, use_positions):
-    """A new encoder of the registered ``kind`` for ``recording``, checked against the contract."""
-    from .protocol import check_encoder
-    from .registry import EncoderSpec, encoder_factory
-
-    spec = EncoderSpec(
-        n_neurons=recording.n_neurons,
-        frame_shape=tuple(recording.frame_shape),
-        behavior_channels=tuple(recording.behavior_channels),
-        neuron_ids=np.asarray(recording.neurons.ids),
-        normalization=data.normalization(),
-        mean_response=data.mean_response(),
-        neuron_positions=recording.neurons.positions if use_positions else None,
-        architecture=architecture,
-        preset=preset,
-        pretrained_core=core_state,
-    )
-    model = encoder_factory(kind).build(spec)
-    check_encoder(model, f"built by encoder kind {kind!r}", error=TypeError)
-    return model
-
-
-def _predict_trials(model, videos, behavior, eval_frames, autocast_ctx):
-    """Eval-mode predictions (numpy, neurons x T) for lists of trial tensors, batching equal lengths."""
-    import torch
-
-    out = [None] * len(videos)
-    order = sorted(range(len(videos)), key=lambda i: videos[i].shape[0])
-    with torch.no_grad():
-        i = 0
-        while i < len(order):
-            t = videos[order[i]].shape[0]
-            per_batch = max(1, eval_frames // max(t, 1))
-            group = [order[i]]
-            while i + len(group) < len(order) and len(group) < per_batch and videos[order[i + len(group)]].shape[0] == t:
-                group.append(order[i + len(group)])
-            with autocast_ctx():
-                rates = model(torch.stack([videos[k] for k in group]), torch.stack([behavior[k] for k in group]))
-            for k, r in zip(group, rates.float().cpu().numpy()):
-                out[k] = r
-            i += len(group)
-    return out
-
-
-# long: the training loop's schedule, validation, early stopping, time budget and best-state keeping
-# share their state; to be split with the encoder registry (issue 22).
+# long: the training loop's schedule, validation, early stopping, time budget, stop checks and
+# best-state keeping share their state; the data side already lives in .training_data.
 def train_encoder(
     recording,
     config: EncoderConfig | str | None = "small",
@@ -247,19 +126,19 @@ def train_encoder(
         from .pretrained import load_core_weights
 
         core_state, core_arch = load_core_weights(init_core)
-    architecture, training = _resolve_configs(config, training, core_arch)
+    architecture, training = resolve_configs(config, training, core_arch)
     loss_fn = get_loss(training.loss)
     device = pick_device(device if device is not None else training.device)
     torch.manual_seed(training.seed)
     rng = np.random.default_rng(training.seed)
 
-    train_pos, val_pos = _split_positions(recording)
+    train_pos, val_pos = split_positions(recording)
     yield Progress("training", 0, None, f"loading {train_pos.size} training and {val_pos.size} validation trials")
     hasher = hashlib.sha256()
-    _hash_header(hasher, recording)
-    data = _TrialData(recording, train_pos, val_pos, hasher)
+    hash_header(hasher, recording)
+    data = TrialData(recording, train_pos, val_pos, hasher)
     data_hash = hasher.hexdigest()
-    model = _new_encoder(kind, recording, data, architecture, config if isinstance(config, str) else None,
+    model = new_encoder(kind, recording, data, architecture, config if isinstance(config, str) else None,
                          core_state, use_positions)
     clip = int(min(training.clip_frames, data.lengths.min()))
     burn_in = int(min(history_frames_of(model) - 1, clip // 2))
@@ -296,27 +175,44 @@ def train_encoder(
 
         autocast_ctx = contextlib.nullcontext
 
-    def validate() -> float:
+    def stop_requested() -> bool:
+        return stop is not None and stop.is_set()
+
+    def validate(epoch: int, interruptible: bool):
+        """Yields progress between forward passes; returns the mean validation correlation, or
+        None when ``interruptible`` and a stop was requested before it finished."""
         from .metrics import per_neuron_correlation
 
         model.eval()
+        validation_started = time.perf_counter()
         videos, responses, behavior = data.validation
-        preds = _predict_trials(model, videos, behavior, training.eval_batch_frames, autocast_ctx)
-        return float(per_neuron_correlation(preds, [r.cpu().numpy() for r in responses]).mean())
+        predictions = [None] * len(videos)
+        for group, rates in prediction_groups(model, videos, behavior, training.eval_batch_frames, autocast_ctx):
+            for k, r in zip(group, rates):
+                predictions[k] = r
+            if interruptible and stop_requested():
+                return None
+            if heartbeat.due():
+                yield Progress("training", global_step, total_steps, f"epoch {epoch}: validating", {"epoch": epoch})
+        validation_seconds.append(time.perf_counter() - validation_started)
+        return float(per_neuron_correlation(predictions, [r.cpu().numpy() for r in responses]).mean())
 
     if training.budget_clock not in ("wall", "process"):
         raise ValueError(f"budget_clock must be 'wall' or 'process', got {training.budget_clock!r}")
     budget_clock = time.process_time if training.budget_clock == "process" else time.perf_counter
     started, cpu_started = time.perf_counter(), time.process_time()
     deadline = budget_clock() + 60 * training.max_minutes if training.max_minutes else None
+    heartbeat = _Heartbeat(PROGRESS_INTERVAL_SECONDS)
     records: list[dict] = []
-    best_corr, best_epoch, best_state = -math.inf, 0, None
-    stopped_because = "reached max_epochs"
+    validation_seconds: list[float] = []  # the last entry is the latest finished validation's
+    stopped_because, stop_reason = "reached max_epochs", EPOCH_LIMIT
     frames_seen, global_step, epochs_without_gain = 0, 0, 0
 
-    initial = validate()
-    records.append({"epoch": 0, "loss": float("nan"), "val_corr": initial, "lr": 0.0, "seconds": 0.0})
-    best_corr, best_state = initial, copy.deepcopy(model.state_dict())
+    # The untrained model is the first "best": a stop request before any epoch still returns a model.
+    initial = yield from validate(0, interruptible=False)
+    records.append({"epoch": 0, "loss": float("nan"), "val_corr": initial, "lr": 0.0,
+                    "seconds": time.perf_counter() - started, "validation_seconds": validation_seconds[-1]})
+    best_corr, best_epoch, best_state = initial, 0, copy.deepcopy(model.state_dict())
     yield Progress("training", 0, total_steps, f"epoch 0: val corr {initial:.3f}",
                    {"epoch": 0, "val_corr": initial, "best_val_corr": initial})
 
@@ -324,12 +220,13 @@ def train_encoder(
     for epoch in range(1, training.max_epochs + 1):
         model.train()
         losses = []
-        for s in range(steps):
-            if stop is not None and stop.is_set():
-                interrupted, stopped_because = True, "stopped by request"
+        for _ in range(steps):
+            if stop_requested():
+                interrupted, stopped_because, stop_reason = True, "stopped by request", STOPPED_BY_USER
                 break
             if deadline is not None and budget_clock() > deadline:
-                interrupted, stopped_because = True, f"reached the {training.max_minutes:g}-minute {training.budget_clock} budget"
+                interrupted, stop_reason = True, TIME_BUDGET
+                stopped_because = f"reached the {training.max_minutes:g}-minute {training.budget_clock} budget"
                 break
             factor = lr_factor(global_step)
             for g, base in zip(optimizer.param_groups, base_lrs):
@@ -345,12 +242,15 @@ def train_encoder(
             losses.append(float(loss.detach()))
             frames_seen += video.shape[0] * video.shape[1]
             global_step += 1
-            if s % 10 == 9:
+            if heartbeat.due():
                 yield Progress("training", global_step, total_steps, f"epoch {epoch}",
                                {"epoch": epoch, "loss": float(np.mean(losses[-10:])), "best_val_corr": best_corr})
-        if not losses:
+        if not losses or stop_reason == STOPPED_BY_USER:
+            break  # a stop request returns the best validated model at once: no validation of a partial epoch
+        corr = yield from validate(epoch, interruptible=True)
+        if corr is None:  # stopped while validating: this epoch's model is never compared, the best is kept
+            stopped_because, stop_reason = "stopped by request", STOPPED_BY_USER
             break
-        corr = validate()
         record = {
             "epoch": epoch,
             "loss": float(np.mean(losses)),
@@ -358,6 +258,7 @@ def train_encoder(
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - started,
             "steps": len(losses),
+            "validation_seconds": validation_seconds[-1],
         }
         records.append(record)
         if corr > best_corr:
@@ -372,7 +273,7 @@ def train_encoder(
         if interrupted:
             break
         if epochs_without_gain >= training.patience:
-            stopped_because = f"no better validation correlation for {training.patience} epochs"
+            stopped_because, stop_reason = f"no better validation correlation for {training.patience} epochs", EARLY_STOPPING
             break
 
     model.load_state_dict(best_state)
@@ -385,6 +286,8 @@ def train_encoder(
         "best_val_corr": best_corr,
         "epochs": len(records) - 1,
         "stopped_because": stopped_because,
+        "stop_reason": stop_reason,
+        "steps_per_epoch": steps,
         "seconds": seconds,
         "cpu_seconds": time.process_time() - cpu_started,
         "device": str(device),
@@ -393,6 +296,8 @@ def train_encoder(
         "training": training.to_dict(),
         "history": records,
     }
+    budget = describe_budget(model.training_metrics)
+    model.training_metrics["budget"] = budget.to_dict()
     model.data_hash = data_hash
     return TrainingResult(
         encoder=model,
@@ -405,6 +310,7 @@ def train_encoder(
         data_hash=data_hash,
         frames_seen=frames_seen,
         cpu_seconds=time.process_time() - cpu_started,
+        budget=budget,
     )
 
 
