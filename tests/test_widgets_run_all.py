@@ -96,6 +96,21 @@ def test_empty_fields_never_start_a_run_nobody_chose(viewer, qtbot, results_home
     assert "press Run all again" in run_all.status.value  # not overwritten
 
 
+def test_defaults_follow_the_source_the_demo_or_the_pipeline(viewer):
+    from movie_reconstruction._widgets.run_all import MANIFEST, SAMPLE
+    from movie_reconstruction.pipeline import PipelineSettings
+
+    run_all = open_widget(viewer, "Run all")
+    quick, full, pipeline = PipelineSettings.demo(True), PipelineSettings.demo(False), PipelineSettings()
+    assert run_all.quick.value and (run_all.models.value, run_all.iterations.value) == (quick.n_models, quick.iterations)
+    run_all.quick.value = False
+    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.iterations)
+    run_all.source.value = MANIFEST
+    assert (run_all.models.value, run_all.iterations.value) == (pipeline.n_models, pipeline.iterations)
+    run_all.source.value = SAMPLE
+    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.iterations)
+
+
 def test_an_opened_results_folder_sets_the_settings_it_was_made_with(viewer, tmp_path):
     from movie_reconstruction._widgets.run_all import SAMPLE
     from movie_reconstruction.results import ResultsFolder
@@ -110,6 +125,19 @@ def test_an_opened_results_folder_sets_the_settings_it_was_made_with(viewer, tmp
     assert run_all.source.value == SAMPLE and run_all.quick.value is False
     assert (run_all.models.value, run_all.iterations.value, run_all.controls.value) == (3, 77, False)
     assert "resumes it" in run_all.destination.value
+
+
+def test_a_results_folder_opened_in_the_viewer_is_the_one_run_all_goes_on_with(viewer, tmp_path):
+    from test_widgets import PLUGIN, tiny_recording, write_results_folder
+
+    run_all = open_widget(viewer, "Run all")
+    folder = write_results_folder(tmp_path / "results", tiny_recording())
+    viewer.open(str(folder), plugin=PLUGIN)
+    assert run_all.results.value == folder
+    assert run_all.destination.value.startswith(f"writes to: {folder}")
+    other = write_results_folder(tmp_path / "other", tiny_recording())
+    viewer.open(str(other), plugin=PLUGIN)
+    assert run_all.results.value == folder  # a folder already chosen stays chosen
 
 
 def test_cancel_stops_the_sample_run_within_seconds_and_the_log_holds_its_messages(viewer, qtbot, tmp_path):

@@ -160,7 +160,8 @@ class JobRunner:
         worker.errored.connect(errored)
         worker.warned.connect(warned)
         worker.finished.connect(lambda: None if worker.abandoned else self._finished())
-        worker.when_quit.append(self._abandon)
+        # napari's window quits every worker it ever listed, finished ones too: act for this one only
+        worker.when_quit.append(lambda: self._abandon(worker=worker))
         self.worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -191,12 +192,13 @@ class JobRunner:
             self.worker.cancel()
             self.status.value = f"{self.title}: cancelling…"
 
-    def _abandon(self, *_):
+    def _abandon(self, *_, worker=None):
         """The viewer is closing: cancel, stop touching the widgets (Qt deletes them next), and
         wait a bounded time for the job to clean up and its thread to end."""
-        worker, self.worker = self.worker, None
-        if worker is None or worker.abandoned:
+        current = self.worker
+        if current is None or current.abandoned or (worker is not None and worker is not current):
             return
+        worker, self.worker = current, None
         worker.abandoned = True
         worker.cancel()
         self._close_bar()

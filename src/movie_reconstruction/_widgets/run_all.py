@@ -96,20 +96,23 @@ class RunAllWidget(Container):
         self.run_button.changed.connect(self.run)
         napari_viewer.layers.events.inserted.connect(self._layer_added)
         self._source_changed()
-        self._quick_changed()
         self._show_device()
 
     def _source_changed(self, *_):
         sample = self.source.value == SAMPLE
         self.quick.visible = sample
         self.manifest.visible = not sample
+        self._quick_changed()
         self._show_destination()
 
     def _quick_changed(self, *_):
+        """The ensemble and iterations of the chosen source's defaults: the demo's for the sample
+        session (as ``movie-recon demo [--quick]``), the pipeline's for a manifest."""
         from ..pipeline import PipelineSettings
 
-        demo = PipelineSettings.demo(bool(self.quick.value))
-        self.models.value, self.iterations.value = demo.n_models, demo.iterations
+        sample = self.source.value == SAMPLE
+        defaults = PipelineSettings.demo(bool(self.quick.value)) if sample else PipelineSettings()
+        self.models.value, self.iterations.value = defaults.n_models, defaults.iterations
 
     def _results_changed(self, *_):
         """An existing results folder resumes: show the settings it was made with, so that a
