@@ -85,9 +85,6 @@ class JobRunner:
         self._bar = None
         cancel_button.enabled = False
         cancel_button.changed.connect(self.cancel)
-        # the viewer's window also quits the worker (napari's task list); this covers a viewer
-        # that napari does not know as the current one
-        status.native.destroyed.connect(self._abandon)
 
     @property
     def running(self) -> bool:
@@ -161,7 +158,7 @@ class JobRunner:
         worker.warned.connect(warned)
         worker.finished.connect(lambda: None if worker.abandoned else self._finished())
         # napari's window quits every worker it ever listed, finished ones too: act for this one only
-        worker.when_quit.append(lambda: self._abandon(worker=worker))
+        worker.when_quit.append(lambda: self._abandon(worker))
         self.worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -192,11 +189,12 @@ class JobRunner:
             self.worker.cancel()
             self.status.value = f"{self.title}: cancelling…"
 
-    def _abandon(self, *_, worker=None):
-        """The viewer is closing: cancel, stop touching the widgets (Qt deletes them next), and
-        wait a bounded time for the job to clean up and its thread to end."""
+    def _abandon(self, worker):
+        """The viewer is closing (napari's window quits the workers it lists, after asking):
+        cancel, stop touching the widgets (Qt deletes them next), and wait a bounded time for
+        the job to clean up and its thread to end."""
         current = self.worker
-        if current is None or current.abandoned or (worker is not None and worker is not current):
+        if current is None or current.abandoned or worker is not current:
             return
         worker, self.worker = current, None
         worker.abandoned = True

@@ -88,6 +88,11 @@ class JobWorker(GeneratorWorker):
     def run(self) -> None:
         try:
             super().run()
+        except RuntimeError:
+            # a job that outlived the viewer's close (it stops at its next event) finds its
+            # signals deleted with the window; nobody listens any more
+            if not self.abandoned:
+                raise
         finally:
             self.stopped.set()
 
