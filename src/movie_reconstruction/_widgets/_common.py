@@ -1,50 +1,23 @@
 """Shared machinery of the widgets: run a core job off the GUI thread with a napari progress
-bar and a working Cancel, report core errors as notifications, and put layers in the viewer."""
+bar, a working Cancel and a short status line, report core errors as notifications, and put
+layers in the viewer."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Callable
 
 from magicgui.widgets import Label, PushButton
 
 from ..errors import InputError
 from ..progress import Progress
+from ._job_status import JobLog, RemainingTime, status_line
+from ._worker import CANCELLED, Failed, create_job_worker
 
 log = logging.getLogger("movie_reconstruction.napari")
 PLUGIN = "napari-movie-reconstruction"
 PLOT_WIDGET = "Reconstruction plots"
-
-
-class Cancelled:
-    """Returned by a job's worker when the user cancelled it."""
-
-
-CANCELLED = Cancelled()
-
-
-def _drive(make_job: Callable, cancel: threading.Event):
-    """Run in the worker thread: create the core job, pass its events on, stop when cancelled.
-
-    Cancelling closes the core generator in this same thread, which is how the core's jobs
-    are cancelled (they clean up in their ``finally`` blocks).
-    """
-    job = make_job()
-    if not hasattr(job, "__next__"):  # a plain result, no progress to report
-        return job
-    try:
-        while True:
-            if cancel.is_set():
-                return CANCELLED
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
-            yield event
-    finally:
-        job.close()
 
 
 def keep_triton_out_without_cuda() -> None:
@@ -78,16 +51,38 @@ def notify_error(exc: BaseException, what: str) -> None:
     show_error(error_message(exc, what))
 
 
-class JobRunner:
-    """Runs one core job at a time for a widget: Run/Cancel buttons, a status line, a napari progress bar."""
+CLOSE_WAIT_SECONDS = 10.0  # how long closing the viewer waits for a job to reach its next event
 
-    def __init__(self, title: str, run_button: PushButton, cancel_button: PushButton, status: Label):
+
+def wrapping_label(value: str = "", **kwargs) -> Label:
+    """A label that wraps its text to the dock's width instead of widening the dock.
+
+    magicgui's Label asks for a fixed size (its text's width), so a long status line or path
+    widens the whole dock, and it never shrinks back. This one ignores its text's width and
+    wraps; a path longer than the dock still breaks at its slashes.
+    """
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value=value, **kwargs)
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(0)
+    return label
+
+
+class JobRunner:
+    """Runs one core job at a time for a widget: Run/Cancel buttons, a one-line status (stage,
+    unit, percentage, time left), a log of the job's messages, and a napari progress bar with
+    its own Cancel. Closing the viewer while a job runs cancels it and waits for its thread."""
+
+    def __init__(self, title: str, run_button: PushButton, cancel_button: PushButton, status: Label,
+                 on_log: Callable[[], None] | None = None):
         self.title = title
         self.run_button, self.cancel_button, self.status = run_button, cancel_button, status
         self.worker = None
-        self._cancel = threading.Event()
+        self.log = JobLog()
+        self.on_log = on_log  # called after a line joins ``log`` (the widget shows it)
         self._bar = None
-        self._step = 0
         cancel_button.enabled = False
         cancel_button.changed.connect(self.cancel)
 
@@ -95,6 +90,7 @@ class JobRunner:
     def running(self) -> bool:
         return self.worker is not None
 
+    # long: the worker's five signal handlers are closures over this run's callbacks and state
     def start(
         self,
         make_job: Callable,
@@ -103,28 +99,23 @@ class JobRunner:
         on_cancelled: Callable[[], None] | None = None,
     ):
         """Start ``make_job()`` (called in the worker thread) and route its events and result."""
-        from napari.utils import progress
-        from superqt.utils import GeneratorWorker
-
         if self.running:
             return None
         keep_triton_out_without_cuda()
-        self._cancel = threading.Event()
-        self._step = 0
-        self._bar = progress(total=0, desc=self.title)
-        # superqt's worker (not napari's create_worker) so that an error reaches only our
-        # handler, which shows the core's message instead of a traceback.
-        worker = GeneratorWorker(_drive, make_job, self._cancel)
-
+        self.log.clear()
+        remaining = RemainingTime()
+        worker = create_job_worker(self.title, make_job)
+        self._bar = _cancelable_bar(self.title, self.cancel)
         ended = []  # a late progress event must not overwrite the final status
 
         def event(ev):
-            if ended or not isinstance(ev, Progress):
+            if ended or worker.abandoned or not isinstance(ev, Progress):
                 return
             # the status line first: napari's progress bar may process pending Qt events while it
             # updates, which can deliver this job's result (and its final status) in the middle
-            self.status.value = _status_text(ev)
-            self._update_bar(ev)
+            self.status.value = line = status_line(ev, remaining.update(ev))
+            self._add_to_log(ev.stage, ev.message)
+            self._update_bar(ev, line)
             if ended:
                 return
             if on_event is not None:
@@ -134,7 +125,11 @@ class JobRunner:
                     log.exception("updating the display failed: %s", exc)
 
         def returned(value):
+            if worker.abandoned:
+                return
             ended.append(True)
+            if isinstance(value, Failed):
+                return errored(value.error)
             if value is CANCELLED:
                 self.status.value = f"{self.title}: cancelled"
                 if on_cancelled is not None:
@@ -143,18 +138,27 @@ class JobRunner:
             try:
                 on_result(value)
             except Exception as exc:
-                notify_error(exc, self.title)
-                self.status.value = f"{self.title}: failed ({error_message(exc, self.title)})"
+                errored(exc)
 
         def errored(exc):
+            if worker.abandoned:
+                return
             ended.append(True)
             notify_error(exc, self.title)
+            self._add_to_log("failed", error_message(exc, self.title))
             self.status.value = f"{self.title}: failed ({error_message(exc, self.title)})"
+
+        def warned(args):
+            if not worker.abandoned:
+                _relay_warning(args, self._add_to_log)
 
         worker.yielded.connect(event)
         worker.returned.connect(returned)
         worker.errored.connect(errored)
-        worker.finished.connect(self._finished)
+        worker.warned.connect(warned)
+        worker.finished.connect(lambda: None if worker.abandoned else self._finished())
+        # napari's window quits every worker it ever listed, finished ones too: act for this one only
+        worker.when_quit.append(lambda: self._abandon(worker))
         self.worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True
@@ -162,7 +166,11 @@ class JobRunner:
         worker.start()
         return worker
 
-    def _update_bar(self, ev: Progress) -> None:
+    def _add_to_log(self, stage: str, message: str) -> None:
+        if self.log.add(stage, message) and self.on_log is not None:
+            self.on_log()
+
+    def _update_bar(self, ev: Progress, line: str) -> None:
         bar = self._bar
         if bar is None:
             return
@@ -173,37 +181,74 @@ class JobRunner:
             delta = int(ev.step) - int(bar.n)
             if delta:
                 bar.update(delta)
-        description = f"{self.title}: {ev.stage}"
-        if ev.message:
-            description += f" ({ev.message})"
-        bar.set_description(description)
+        bar.set_description(f"{self.title}: {line}")
 
     def cancel(self, *_):
+        """Stop the job at its next progress event; the finished stages stay (without waiting)."""
         if self.worker is not None:
-            self._cancel.set()
+            self.worker.cancel()
             self.status.value = f"{self.title}: cancelling…"
 
-    def _finished(self):
+    def _abandon(self, worker):
+        """The viewer is closing (napari's window quits the workers it lists, after asking):
+        cancel, stop touching the widgets (Qt deletes them next), and wait a bounded time for
+        the job to clean up and its thread to end."""
+        current = self.worker
+        if current is None or current.abandoned or worker is not current:
+            return
+        worker, self.worker = current, None
+        worker.abandoned = True
+        worker.cancel()
+        self._close_bar()
+        if not worker.stopped.wait(CLOSE_WAIT_SECONDS):
+            log.warning("%s is still finishing its current step after %.0f s; it stops at its next "
+                        "progress event", self.title, CLOSE_WAIT_SECONDS)
+
+    def _close_bar(self) -> None:
         if self._bar is not None:
-            self._bar.close()
+            try:
+                self._bar.close()
+            except RuntimeError:  # its activity-dock widget is already gone with the window
+                pass
             self._bar = None
+
+    def _finished(self):
+        self._close_bar()
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
 
 
-def _status_text(ev: Progress) -> str:
-    text = f"{ev.stage}"
-    if ev.total:
-        text += f" {ev.step}/{ev.total}"
-    if ev.message:
-        text += f" · {ev.message}"
-    return text
+def _cancelable_bar(title: str, cancel: Callable[[], None]):
+    """napari's progress bar (the activity dock) with a Cancel button that cancels the job.
+
+    napari's cancelable progress only acts on a cancel while it iterates; this job is not
+    iterated by the bar, so its Cancel calls the runner's directly.
+    """
+    from napari.utils import cancelable_progress
+
+    class _JobProgress(cancelable_progress):
+        def cancel(self) -> None:
+            super().cancel()
+            cancel()
+
+    return _JobProgress(total=0, desc=title)
+
+
+def _relay_warning(args: tuple, add_to_log: Callable[[str, str], None]) -> None:
+    """A warning raised in the worker thread: into the log; the project's own also as a notification."""
+    from ..errors import RunWarning
+
+    message, category = args[0], args[1]
+    add_to_log("warning", str(message))
+    if isinstance(category, type) and issubclass(category, RunWarning):
+        from napari.utils.notifications import show_warning
+
+        show_warning(str(message))
 
 
 def job_buttons(run_text: str) -> tuple[PushButton, PushButton, Label]:
-    return PushButton(text=run_text), PushButton(text="Cancel"), Label(value="")
-
+    return PushButton(text=run_text), PushButton(text="Cancel"), wrapping_label()
 
 def device_summary(preference: str = "auto") -> str:
     """The device a job will use, as the widgets show it (torch imported on first use)."""

@@ -53,10 +53,13 @@ def session_for(viewer) -> Session:
     return session
 
 
+RESULTS_HOME = Path.home() / "movie-recon-results"
+
+
 def default_results_folder(kind: str = "session") -> Path:
     import time
 
-    return Path.home() / "movie-recon-results" / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return RESULTS_HOME / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def results_folder_to_write(session: Session, chosen=None) -> Path:
