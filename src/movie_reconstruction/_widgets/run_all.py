@@ -3,7 +3,6 @@ reconstructions, through the same pipeline as ``movie-recon demo`` / ``movie-rec
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
