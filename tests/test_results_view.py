@@ -108,7 +108,7 @@ def test_opening_a_results_folder_gives_the_labelled_fitted_side_by_side_view(vi
     assert viewer.dims.axis_labels[0] == "time"
     assert viewer.dims.range[0].step == pytest.approx(1 / RATE)
     viewer.dims.set_point(0, 1.0)
-    assert viewer.canvas.overlays.text.text.startswith("t = 1.00 s (frame 30")
+    assert viewer.canvas.overlays.text.text == "t = 1.00 s · frame 30"
 
     # fitted to the movies: all of them inside the canvas, and they fill a good part of it
     view = _canvas_box(viewer)

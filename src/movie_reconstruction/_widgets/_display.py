@@ -182,13 +182,12 @@ def show_time(viewer) -> None:
     overlay.visible = True
 
     def update(event=None):
-        rates = [layer.metadata.get("frame_rate") for layer in viewer.layers
-                 if layer.metadata.get("kind") in _MOVIES and layer.metadata.get("frame_rate")]
-        if not rates or viewer.dims.ndim != 3:
+        movies = [layer for layer in viewer.layers if layer.metadata.get("kind") in _MOVIES]
+        if not movies or viewer.dims.ndim != 3:
             overlay.text = ""
             return
         seconds = float(viewer.dims.point[0])
-        overlay.text = f"t = {seconds:.2f} s (frame {int(viewer.dims.current_step[0])} at {float(rates[0]):.3g} Hz)"
+        overlay.text = f"t = {seconds:.2f} s · frame {int(viewer.dims.current_step[0])}"
 
     if viewer not in _TIMED:
         viewer.dims.events.current_step.connect(update)

@@ -42,7 +42,7 @@ def mask_colormap() -> dict:
     return {None: "transparent", 0: "transparent", 1: EVALUATED_COLOUR, 2: UPDATED_COLOUR}
 
 
-def caption_layer(entries, *, name: str, visible: bool = True, metadata: dict | None = None, size: int = 10,
+def caption_layer(entries, *, name: str, visible: bool = True, metadata: dict | None = None, size: int = 9,
                   anchor: str = "upper_left") -> tuple:
     """A text-only points layer: ``entries`` are ``(y, x, text, colour)`` in world coordinates."""
     entries = list(entries)

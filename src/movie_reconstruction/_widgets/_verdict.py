@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-HEADER = ("control", "mean r", "control / real", "verdict", "p (masked r)")
+HEADER = ("control", "mean r", "ctrl/real", "verdict", "p (masked r)")
 
 
 def _rows(controls) -> list[dict]:
@@ -50,8 +50,8 @@ def verdict_rows(controls) -> list[tuple[str, ...]]:
     return table
 
 
-def overall_text(controls) -> str:
-    """The overall verdict in one sentence (or why there is none)."""
+def overall_text(controls, limit: int | None = None) -> str:
+    """The overall verdict in one sentence (or why there is none), cut to ``limit`` characters."""
     if not _rows(controls):
         return "No controls in these results: run Reconstruct with controls, or `movie-recon evaluate`."
     if not isinstance(controls, dict) or not controls.get("overall"):
@@ -61,7 +61,7 @@ def overall_text(controls) -> str:
         text += f" ({controls['overall_sentence']})"
     if controls.get("stale"):
         text += f". STALE: computed before trial(s) {controls['stale']} changed; re-run the controls."
-    return text
+    return text if limit is None or len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def neuron_curve(controls) -> tuple[list[int], list[float]]:

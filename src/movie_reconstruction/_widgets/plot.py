@@ -9,9 +9,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView, QCheckBox, QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
-    QWidget,
+    QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QScrollArea, QTableWidget,
+    QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from . import _grid, _layers, _verdict
@@ -44,6 +45,8 @@ class ReconstructionPlot(QWidget):
         self.table.setHorizontalHeaderLabels(list(_verdict.HEADER))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.difference_box = QCheckBox("difference view")
         self.difference_box.setToolTip(_grid.DIFFERENCE_LEGEND + " (reconstruction minus stimulus, beside each pair)")
         self.difference_box.toggled.connect(self._toggle_difference)
@@ -54,12 +57,18 @@ class ReconstructionPlot(QWidget):
         buttons = QHBoxLayout()
         for widget in (self.difference_box, self.save_button, self.report_button):
             buttons.addWidget(widget)
-        layout = QVBoxLayout(self)
-        layout.addLayout(buttons)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(self.verdict)
         layout.addWidget(self.table)
         layout.addWidget(self.caption)
         layout.addWidget(self.canvas)
+        scroll = QScrollArea()  # a short dock scrolls instead of squashing the plots
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.addLayout(buttons)
+        outer.addWidget(scroll)
         self.trial_layer = None
         self.neuron: tuple[object, int] | None = None  # (ROI layer, label)
         self._cursors = []
@@ -149,9 +158,9 @@ class ReconstructionPlot(QWidget):
             for ax in (corr_ax, pop_ax):
                 self._cursors.append(ax.axvline(0, color="tab:red", lw=1))
             self.caption.setText(
-                f"Trial {meta.get('trial_id')} ({meta.get('tier')}): per-frame correlation of reconstruction and "
-                "stimulus inside the evaluation mask (first second not evaluated), and the recorded population "
-                "activity (mean response over neurons). The red line follows the time slider."
+                f"Trial {meta.get('trial_id')} ({meta.get('tier')}, {_layers.ensemble_label(meta.get('n_models', 1))}): "
+                "per-frame r inside the mask (first second not scored) and the population activity (mean over "
+                "neurons); the red line follows the time slider."
             )
         if self.neuron is not None and self.neuron[0] in self.viewer.layers:
             roi_layer, label = self.neuron
@@ -175,7 +184,8 @@ class ReconstructionPlot(QWidget):
 
     def _show_verdict(self, controls) -> None:
         rows = _verdict.verdict_rows(controls)
-        self.verdict.setText(_verdict.overall_text(controls))
+        self.verdict.setText(_verdict.overall_text(controls, limit=160))
+        self.verdict.setToolTip(_verdict.overall_text(controls))
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, text in enumerate(row):
