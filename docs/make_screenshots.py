@@ -3,6 +3,10 @@
     python docs/make_screenshots.py                       # runs "Run all" on the quick sample session
     python docs/make_screenshots.py --results FOLDER      # opens an existing results folder instead
 
+It writes napari_results_view.png (the window as a results folder opens), napari_difference_view.png
+(the same with the difference view on), napari_side_by_side.png (the canvas alone) and
+napari_widgets.png (the step-by-step widgets docked beside the result).
+
 Everything goes through napari's plugin manager, as a user would: the "Run all" widget is
 opened from the plugin's manifest and its Run button pressed (or the results folder is opened
 with the plugin's reader). The window is rendered headless: without a DISPLAY the script
@@ -59,6 +63,14 @@ def _save(viewer, path: Path, *, canvas_only: bool) -> None:
     print(f"wrote {path} {image.shape[1]}x{image.shape[0]}")
 
 
+def _settle(app, seconds: float = 1.0) -> None:
+    """Let Qt lay the window out and napari redraw (a newly docked panel resizes the canvas)."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        app.processEvents()
+        time.sleep(0.05)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, help="an existing results folder to open instead of running")
@@ -72,15 +84,16 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from movie_reconstruction._widgets import _layers
+    from movie_reconstruction._widgets._display import fit_to_movies
 
     viewer = napari.Viewer(title="napari · Movie Reconstruction")
     app = QApplication.instance()
-    viewer.window.resize(1800, 1150)
     viewer.window.show() if hasattr(viewer.window, "show") else None
+    viewer.window.resize(1800, 1150)  # after show: napari restores the last session's geometry on show
 
-    _dock, run_all = viewer.window.add_plugin_dock_widget(PLUGIN, "Run all")
     _dock, plot = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction plots")
     if args.results is None:
+        _dock, run_all = viewer.window.add_plugin_dock_widget(PLUGIN, "Run all", tabify=True)
         folder = Path(tempfile.mkdtemp(prefix="movie-recon-screens-")) / "results"
         run_all.results.value = folder
         run_all.quick.value = True
@@ -92,7 +105,6 @@ def main(argv=None) -> int:
             sys.exit(f"the run did not finish: {run_all.status.value}")
     else:
         viewer.open(str(args.results), plugin=PLUGIN)
-        plot.refresh()
 
     movies = [layer for layer in viewer.layers if layer.metadata.get("kind") == _layers.RECONSTRUCTION]
     if not movies:
@@ -107,18 +119,21 @@ def main(argv=None) -> int:
         label = int(np.bincount(rois[0].data.ravel())[1:].argmax()) + 1  # the largest ROI
         plot.show_neuron(rois[0], label)
     plot.refresh()
-    app.processEvents()
+    _settle(app)
 
-    # 1. the whole window: widgets, ROI map, stimulus | reconstruction grid, plots
-    viewer.reset_view()
-    _wait(app, lambda: True, 1, "")
-    _save(viewer, args.out / "napari_run_all.png", canvas_only=False)
+    # 1. the results view as it opens: captioned movies fitted to the canvas, the plots panel
+    fit_to_movies(viewer)
+    _settle(app)
+    _save(viewer, args.out / "napari_results_view.png", canvas_only=False)
 
-    # 2. the movies only: stimulus | reconstruction per trial, mask outline, same frame
-    for layer in [la for la in viewer.layers if la.metadata.get("kind") in (_layers.ROIS, _layers.MEAN_IMAGE, _layers.RAW)]:
-        viewer.layers.remove(layer)  # hidden layers would still count in reset_view's extent
-    viewer.reset_view()
-    app.processEvents()
+    # 2. the difference view, one click away (the plots panel's check box)
+    plot.difference_box.setChecked(True)
+    _settle(app)
+    _save(viewer, args.out / "napari_difference_view.png", canvas_only=False)
+    plot.difference_box.setChecked(False)
+
+    # the movies only: stimulus | reconstruction per trial, mask outline and legend, same frame
+    _settle(app)
     _save(viewer, args.out / "napari_side_by_side.png", canvas_only=True)
 
     # 3. the step-by-step widgets, docked beside the result

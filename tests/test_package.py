@@ -65,6 +65,7 @@ def test_sensorium_reader_contribution(tiny_twin_dataset, tmp_path):
     assert read_sensorium_folder(str(tmp_path)) is None
     reader = read_sensorium_folder(str(tiny_twin_dataset))
     layers = reader(str(tiny_twin_dataset))
-    assert len(layers) == 2
+    assert [kind for _data, _kwargs, kind in layers] == ["image", "image", "points"]  # two trials and their captions
+    assert list(layers[2][1]["features"]["text"]) == ["trial 5 · stimulus", "trial 6 · stimulus"]
     data, kwargs, kind = layers[0]
     assert kind == "image" and data.shape == (60, 36, 64) and kwargs["name"] == "trial 5 · stimulus"

@@ -275,7 +275,7 @@ def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, 
     recon.iterations.value = 11
     recon.early_stop.value = False
     recon.run_button.clicked.emit()
-    name = "trial 4 · reconstruction (ensemble of 2)"
+    name = "trial 4 · reconstruction"
     assert name in viewer.layers  # created at once (grey), filled in as it runs
     wait_for(qtbot, recon)
     assert "mean masked correlation" in recon.summary.value, recon.status.value
@@ -320,7 +320,7 @@ def test_reconstruction_updates_live_and_cancel_stops_it_mid_run(viewer, qtbot, 
     recon.iterations.value = 100_000
     recon.early_stop.value = False
     recon.run_button.clicked.emit()
-    live = viewer.layers["trial 4 · reconstruction (ensemble of 2)"]
+    live = viewer.layers["trial 4 · reconstruction"]
     assert float(np.ptp(live.data)) == 0.0  # starts grey
     # the movie changes while the job is still running (a preview every 10 steps)
     qtbot.waitUntil(lambda: float(np.ptp(live.data)) > 0, timeout=60_000)
@@ -409,9 +409,9 @@ def test_results_folder_reopens_as_the_same_layers_without_recomputing(viewer, t
     monkeypatch.setattr(optimiser, "reconstruct", lambda *a, **k: pytest.fail("reopening must not recompute"))
     layers = viewer.open(str(folder), plugin=PLUGIN)
     names = [layer.name for layer in layers]
-    assert "trial 4 · stimulus" in names and "trial 4 · reconstruction (ensemble of 3)" in names
-    assert "trial 5 · reconstruction (ensemble of 3)" in names
-    rec = viewer.layers["trial 4 · reconstruction (ensemble of 3)"]
+    assert "trial 4 · stimulus" in names and "trial 4 · reconstruction" in names
+    assert "trial 5 · reconstruction" in names
+    rec = viewer.layers["trial 4 · reconstruction"]
     assert rec.data.shape == (T, H, W) and rec.metadata["metrics"]["correlation"] == pytest.approx(0.5)
     assert rec.metadata["results_folder"] == str(folder)
     mask = [layer for layer in layers if layer.metadata.get("kind") == "mask"][0]

@@ -29,10 +29,11 @@ def viewer(request, qapp):
 
 @pytest.fixture
 def results_home(tmp_path, monkeypatch):
-    from movie_reconstruction._widgets import run_all
+    from movie_reconstruction._widgets import _session, run_all
 
     home = tmp_path / "movie-recon-results"
-    monkeypatch.setattr(run_all, "RESULTS_HOME", home)
+    monkeypatch.setattr(run_all, "RESULTS_HOME", home)  # what the widget says
+    monkeypatch.setattr(_session, "RESULTS_HOME", home)  # where new folders are made
     return home
 
 
@@ -102,13 +103,13 @@ def test_defaults_follow_the_source_the_demo_or_the_pipeline(viewer):
 
     run_all = open_widget(viewer, "Run all")
     quick, full, pipeline = PipelineSettings.demo(True), PipelineSettings.demo(False), PipelineSettings()
-    assert run_all.quick.value and (run_all.models.value, run_all.iterations.value) == (quick.n_models, quick.iterations)
+    assert run_all.quick.value and (run_all.models.value, run_all.iterations.value) == (quick.n_models, quick.reconstruction.iterations)
     run_all.quick.value = False
-    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.iterations)
+    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.reconstruction.iterations)
     run_all.source.value = MANIFEST
-    assert (run_all.models.value, run_all.iterations.value) == (pipeline.n_models, pipeline.iterations)
+    assert (run_all.models.value, run_all.iterations.value) == (pipeline.n_models, pipeline.reconstruction.iterations)
     run_all.source.value = SAMPLE
-    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.iterations)
+    assert (run_all.models.value, run_all.iterations.value) == (full.n_models, full.reconstruction.iterations)
 
 
 def test_an_opened_results_folder_sets_the_settings_it_was_made_with(viewer, tmp_path):

@@ -3,8 +3,11 @@ import, and everything heavy is imported inside the functions.
 
 Readers (each returns None for paths that are not its kind, so napari tries the next):
 
-- a saved results folder (``provenance.json``): ROI map, stimulus | reconstruction per trial,
-  the mask outline, metrics in the layer metadata; nothing is recomputed;
+- a saved results folder (``provenance.json``): the results view (stimulus | reconstruction |
+  difference per trial with captions, the mask outline and its legend, the ROI map as hidden
+  context), metrics in the layer metadata; nothing is recomputed. Inside napari it returns
+  layers that present themselves once added (fitted to the movies, contrast linked per trial,
+  the plots panel opened), which a reader's plain layer data cannot do;
 - a suite2p output folder: mean image and ROI labels per plane (ROI traces in the metadata);
 - a Sensorium 2023 mouse folder: the test trials' stimuli;
 - a session manifest (``*.toml``): the raw stack (lazy) and the stimulus movie;
@@ -71,7 +74,7 @@ def _is_results_folder(path: Path) -> bool:
 
 
 def read_results_folder(path):
-    """Reader for a saved results folder: restores the layers without recomputing anything."""
+    """Reader for a saved results folder: the results view, without recomputing anything."""
     path = _one_path(path)
     if path is None or not _is_results_folder(path):
         return None
@@ -83,9 +86,23 @@ def read_results_folder(path):
         results = load_results(path)
         for warning in results.warnings:  # napari shows warnings as notifications
             warnings.warn(f"{path}: {warning}", RunWarning, stacklevel=2)
-        return _layers.results_layers(results)
+        layer_data = _layers.results_layers(results)
+        viewer = _current_viewer()
+        if viewer is None:
+            return layer_data
+        from ._widgets._display import layers_presented_on_insert
+
+        return layers_presented_on_insert(viewer, layer_data)
 
     return reader
+
+
+def _current_viewer():
+    """The napari viewer a reader is reading for; None outside napari (napari is not imported here)."""
+    import sys
+
+    napari = sys.modules.get("napari")
+    return napari.current_viewer() if napari is not None else None
 
 
 def _is_suite2p_folder(path: Path) -> bool:

@@ -3,11 +3,14 @@
 The same builders serve the widgets, the readers (a saved results folder, a suite2p folder)
 and the writer, so a reconstruction looks the same however it got into the viewer.
 
-Layout of a reconstruction: one row per trial, the stimulus on the left and its
-reconstruction on the right, both ``(T, H, W)`` on the same time axis (seconds from the
-trial's start: frame ``k`` of either is at ``k / frame_rate``). One 2-D labels layer draws
-the transparency mask as an outline over every movie: label 1 where pixels are evaluated
-(alpha >= 1), label 2 where they are only updated (0.5 <= alpha < 1).
+Layout of a reconstruction: one row per trial, the stimulus on the left, its reconstruction
+in the middle and their difference on the right (hidden until the difference view is on),
+all ``(T, H, W)`` on the same time axis (seconds from the trial's start: frame ``k`` of each
+is at ``k / frame_rate``). Rows are spaced to leave a line for each movie's caption. One 2-D
+labels layer draws the transparency mask as an outline over every movie: label 1 (red) where
+pixels are evaluated (alpha >= 1), label 2 (blue) where they are only updated (0.5 <= alpha < 1);
+a caption layer below the grid says so. A results folder's mean image and ROIs sit right of
+the grid, hidden: they are context, not the result.
 """
 
 from __future__ import annotations
@@ -16,14 +19,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-GAP = 4  # pixels between movies in the grid
+from . import _grid
+from ._grid import (  # noqa: F401 - part of this module's interface
+    GAP, grid_translate, grid_width, mask_grid, mask_layer, mask_outline_labels, row_gap,
+)
+
 STIMULUS = "stimulus"
 RECONSTRUCTION = "reconstruction"
-MASK = "mask"
+DIFFERENCE = _grid.DIFFERENCE
+CAPTIONS = _grid.CAPTIONS
+MASK = _grid.MASK
 ROIS = "rois"
 MEAN_IMAGE = "mean image"
 RAW = "raw"
 CONTRAST = (0.0, 255.0)  # stimulus and reconstruction share these limits: both are grey levels
+MOVIE_AXES = ("time", "y", "x")  # the time axis is in seconds: its scale is 1 / frame rate
 
 
 @dataclass
@@ -44,21 +54,18 @@ def ensemble_label(n_models: int) -> str:
     return f"ensemble of {n_models}" if n_models != 1 else "1 model"
 
 
+# Short names: napari's layer list elides long ones in the middle, which hid what told layers
+# apart. The ensemble size lives in the metadata, the plots panel and the captions.
 def stimulus_name(trial_id: int) -> str:
     return f"trial {trial_id} · stimulus"
 
 
-def reconstruction_name(trial_id: int, n_models: int) -> str:
-    return f"trial {trial_id} · reconstruction ({ensemble_label(n_models)})"
+def reconstruction_name(trial_id: int, n_models: int = 1) -> str:  # n_models: kept for callers
+    return f"trial {trial_id} · reconstruction"
 
 
-def grid_translate(row: int, column: int, frame_shape, *, origin=(0.0, 0.0), pixel_scale: float = 1.0):
-    """World (y, x) of the top-left pixel of the movie at ``row``, ``column`` of the grid."""
-    h, w = frame_shape
-    return (
-        origin[0] + row * (h + GAP) * pixel_scale,
-        origin[1] + column * (w + GAP) * pixel_scale,
-    )
+def difference_name(trial_id: int) -> str:
+    return f"trial {trial_id} · difference"
 
 
 def _movie_kwargs(name, frame_rate, translate_yx, pixel_scale, metadata, visible=True) -> dict:
@@ -69,9 +76,28 @@ def _movie_kwargs(name, frame_rate, translate_yx, pixel_scale, metadata, visible
         "scale": (1.0 / frame_rate, pixel_scale, pixel_scale),
         "translate": (0.0, *translate_yx),
         "interpolation2d": "nearest",
+        "axis_labels": MOVIE_AXES,
         "visible": visible,
         "metadata": metadata,
     }
+
+
+def _trial_metadata(view: TrialView, n_models: int, extra_metadata: dict | None) -> dict:
+    return {
+        "trial_id": int(view.trial_id),
+        "tier": view.tier,
+        "frame_rate": float(view.frame_rate),
+        "n_models": int(n_models),
+        "metrics": dict(view.metrics),
+        "frame_correlation": None if view.frame_correlation is None else np.asarray(view.frame_correlation),
+        "population_activity": None if view.population_activity is None else np.asarray(view.population_activity),
+        **(extra_metadata or {}),
+    }
+
+
+def _reconstruction_caption(view: TrialView) -> str:
+    r = view.metrics.get("correlation")
+    return f"reconstruction · r = {r:.2f}" if r is not None and np.isfinite(r) else "reconstruction"
 
 
 def trial_layers(
@@ -83,112 +109,76 @@ def trial_layers(
     pixel_scale: float = 1.0,
     extra_metadata: dict | None = None,
 ) -> list[tuple]:
-    """Stimulus | reconstruction per trial (rows), then the mask outline over all of them."""
-    layers = []
+    """Stimulus | reconstruction | difference (hidden) per trial (rows), the mask outline over
+    them, each movie's caption above it, and the mask's legend below the grid."""
+    movies, differences, captions, difference_captions = [], [], [], []
     frame_shape = None
     for row, view in enumerate(views):
         stimulus = np.asarray(view.stimulus, np.float32)
         frame_shape = stimulus.shape[1:]
-        common = {
-            "trial_id": int(view.trial_id),
-            "tier": view.tier,
-            "frame_rate": float(view.frame_rate),
-            "n_models": int(n_models),
-            "metrics": dict(view.metrics),
-            "frame_correlation": None if view.frame_correlation is None else np.asarray(view.frame_correlation),
-            "population_activity": None if view.population_activity is None else np.asarray(view.population_activity),
-            **(extra_metadata or {}),
-        }
-        layers.append(
-            (
-                stimulus,
-                _movie_kwargs(
-                    stimulus_name(view.trial_id),
-                    view.frame_rate,
-                    grid_translate(row, 0, frame_shape, origin=origin, pixel_scale=pixel_scale),
-                    pixel_scale,
-                    {**common, "kind": STIMULUS},
-                ),
-                "image",
+        common = _trial_metadata(view, n_models, extra_metadata)
+
+        def place(column, frame_shape=frame_shape, row=row):
+            return grid_translate(row, column, frame_shape, origin=origin, pixel_scale=pixel_scale)
+
+        def caption_at(column, text, frame_shape=frame_shape, row=row):
+            y, x = place(column, frame_shape, row)
+            return (y - 0.5 * pixel_scale, x, text, _grid.CAPTION_COLOUR)
+
+        movies.append((stimulus, _movie_kwargs(stimulus_name(view.trial_id), view.frame_rate, place(0), pixel_scale,
+                                               {**common, "kind": STIMULUS}), "image"))
+        captions.append(caption_at(0, f"trial {view.trial_id} · stimulus"))
+        if view.reconstruction is None:
+            continue
+        reconstruction = np.asarray(view.reconstruction, np.float32)
+        if reconstruction.shape != stimulus.shape:
+            raise ValueError(
+                f"trial {view.trial_id}: reconstruction {reconstruction.shape} and stimulus {stimulus.shape} differ"
             )
-        )
-        if view.reconstruction is not None:
-            reconstruction = np.asarray(view.reconstruction, np.float32)
-            if reconstruction.shape != stimulus.shape:
-                raise ValueError(
-                    f"trial {view.trial_id}: reconstruction {reconstruction.shape} and stimulus {stimulus.shape} differ"
-                )
-            layers.append(
-                (
-                    reconstruction,
-                    _movie_kwargs(
-                        reconstruction_name(view.trial_id, n_models),
-                        view.frame_rate,
-                        grid_translate(row, 1, frame_shape, origin=origin, pixel_scale=pixel_scale),
-                        pixel_scale,
-                        {**common, "kind": RECONSTRUCTION},
-                    ),
-                    "image",
-                )
-            )
-    if mask_alpha is not None and frame_shape is not None:
+        movies.append((reconstruction, _movie_kwargs(reconstruction_name(view.trial_id, n_models), view.frame_rate,
+                                                     place(1), pixel_scale, {**common, "kind": RECONSTRUCTION}), "image"))
+        captions.append(caption_at(1, _reconstruction_caption(view)))
+        differences.append((_grid.difference_movie(stimulus, reconstruction),
+                            _grid.difference_kwargs(difference_name(view.trial_id), view.frame_rate, place(2),
+                                                      pixel_scale, common), "image"))
+        difference_captions.append(caption_at(2, "difference"))
+    layers = movies + differences
+    if frame_shape is None:
+        return layers
+    if mask_alpha is not None:
         layers.append(mask_layer(mask_alpha, len(views), origin=origin, pixel_scale=pixel_scale))
+    layers.append(_grid.caption_layer(captions, name="captions"))
+    if differences:
+        # the colours' legend a line above the first row's captions (text rises from its point)
+        top, left = grid_translate(0, 0, frame_shape, origin=origin, pixel_scale=pixel_scale)
+        difference_captions.append((top - row_gap(frame_shape) * pixel_scale, left, _grid.DIFFERENCE_LEGEND,
+                                    _grid.CAPTION_COLOUR))
+        layers.append(_grid.caption_layer(difference_captions, name="captions · difference", visible=False,
+                                            metadata={"view": DIFFERENCE}))
+    if mask_alpha is not None:
+        bottom = grid_translate(len(views), 0, frame_shape, origin=origin, pixel_scale=pixel_scale)[0]
+        layers.append(_grid.legend_layer(bottom - row_gap(frame_shape) * pixel_scale + GAP * pixel_scale / 2,
+                                           origin[1]))
     return layers
-
-
-def mask_outline_labels(alpha: np.ndarray) -> np.ndarray:
-    """The outlines of the mask's regions: 1 on the border of the evaluated region (alpha >= 1),
-    2 on the border of the updated region (alpha >= 0.5), 0 elsewhere (so the movie shows through)."""
-    alpha = np.asarray(alpha, np.float32)
-    labels = np.zeros(alpha.shape, np.uint8)
-    for value, region in ((2, alpha >= 0.5), (1, alpha >= 1.0)):
-        labels[_border(region)] = value
-    return labels
-
-
-def _border(region: np.ndarray) -> np.ndarray:
-    """Pixels of ``region`` with a 4-neighbour outside it (the frame's edge counts as outside)."""
-    padded = np.pad(region, 1, constant_values=False)
-    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return region & ~inner
-
-
-def mask_layer(alpha: np.ndarray, n_rows: int, *, origin=(0.0, 0.0), pixel_scale: float = 1.0, columns: int = 2) -> tuple:
-    """The mask outline repeated over every movie of the grid, as one 2-D labels layer."""
-    one = mask_outline_labels(alpha)
-    h, w = one.shape
-    grid = np.zeros((n_rows * (h + GAP) - GAP, columns * (w + GAP) - GAP), np.uint8)
-    for row in range(n_rows):
-        for column in range(columns):
-            y, x = row * (h + GAP), column * (w + GAP)
-            grid[y : y + h, x : x + w] = one
-    kwargs = {
-        "name": "transparency mask (1: evaluated, 2: updated only)",
-        "scale": (pixel_scale, pixel_scale),
-        "translate": tuple(origin),
-        "opacity": 0.9,
-        "metadata": {
-            "kind": MASK,
-            "alpha": np.asarray(alpha, np.float32),
-            "evaluated_fraction": float((np.asarray(alpha) >= 1).mean()),
-            "updated_fraction": float((np.asarray(alpha) >= 0.5).mean()),
-        },
-    }
-    return grid, kwargs, "labels"
 
 
 def fov_width(traces_list) -> float:
     return float(sum(t.frame_shape[1] + GAP * 4 for t in traces_list))
 
 
-def fov_layers(traces_list, *, raw_stacks=None, origin_x: float = 0.0) -> list[tuple]:
+def fov_layers(traces_list, *, raw_stacks=None, origin_x: float = 0.0, context: bool = False) -> list[tuple]:
     """Per plane: the mean image and the ROI labels (with each ROI's trace in the metadata),
     and the raw movie if given (lazy: a dask array is passed through untouched). Planes sit
-    side by side from ``origin_x``."""
+    side by side from ``origin_x``.
+
+    ``context``: the field of view beside a results view: hidden, and named apart from the
+    same planes opened from a suite2p folder (so neither gets napari's "[1]" suffix).
+    """
     layers = []
     x_offset = float(origin_x)
     for k, traces in enumerate(traces_list):
         plane = int(getattr(traces, "plane", k))
+        prefix = ("context · " + (f"plane {plane} " if len(traces_list) > 1 else "")) if context else f"plane {plane} · "
         translate = (0.0, x_offset)
         if raw_stacks is not None and k < len(raw_stacks) and raw_stacks[k] is not None:
             layers.append(raw_layer(raw_stacks[k], traces.frame_rate, plane, translate=translate))
@@ -198,10 +188,11 @@ def fov_layers(traces_list, *, raw_stacks=None, origin_x: float = 0.0) -> list[t
             (
                 mean,
                 {
-                    "name": f"plane {plane} · mean image",
+                    "name": f"{prefix}mean image",
                     "colormap": "gray",
                     "contrast_limits": (float(low), float(max(high, low + 1e-6))),
                     "translate": translate,
+                    "visible": not context,
                     "metadata": {"kind": MEAN_IMAGE, "plane": plane, "source": traces.source},
                 },
                 "image",
@@ -211,9 +202,10 @@ def fov_layers(traces_list, *, raw_stacks=None, origin_x: float = 0.0) -> list[t
             (
                 traces.labels(),
                 {
-                    "name": f"plane {plane} · ROIs ({traces.n_cells} cells)",
+                    "name": f"{prefix}ROIs ({traces.n_cells} cells)",
                     "opacity": 0.45,
                     "translate": translate,
+                    "visible": not context,
                     "metadata": {
                         "kind": ROIS,
                         "plane": plane,
@@ -270,37 +262,10 @@ def results_frame_rate(path) -> float:
 
 
 def results_layers(results, *, with_traces: bool = True) -> list[tuple]:
-    """Layers of a loaded results folder (``movie_reconstruction.results.Results``): the ROI map
-    left of the grid, then stimulus | reconstruction per trial and the mask outline."""
-    from types import SimpleNamespace
-
+    """Layers of a loaded results folder (``movie_reconstruction.results.Results``): the grid of
+    stimulus | reconstruction | difference per trial with its captions and mask outline, then
+    the mean image and ROI map as hidden context right of the grid."""
     rate = results_frame_rate(results.path)
-    layers = []
-    if results.rois:
-        planes = []
-        threshold = ((results.provenance or {}).get("settings", {}).get("extract") or {}).get("cell_threshold", 0.5)
-        spks = _suite2p_traces(results.path, threshold) if with_traces else {}
-        for plane, arrays in sorted(results.rois.items()):
-            labels = np.asarray(arrays.get("labels"))
-            traces = spks.get(plane)
-            if traces is not None and traces.n_cells < (int(labels.max()) if labels.size else 0):
-                traces = None  # not the ROIs the map was drawn from
-            planes.append(
-                SimpleNamespace(
-                    plane=plane,
-                    mean_image=arrays.get("mean_image"),
-                    labels=lambda labels=labels: labels,
-                    n_cells=int(labels.max()) if labels.size else 0,
-                    frame_shape=labels.shape,
-                    spks=traces.spks if traces is not None else np.zeros((0, 0), np.float32),
-                    F=traces.F if traces is not None else np.zeros((0, 0), np.float32),
-                    frame_rate=traces.frame_rate if traces is not None else rate,
-                    roi_index=traces.roi_index if traces is not None else np.zeros(0, int),
-                    cell_probability=traces.cell_probability if traces is not None else np.zeros(0),
-                    source=str(results.path),
-                )
-            )
-        layers += fov_layers(planes, origin_x=-fov_width(planes))
     views = [
         TrialView(
             trial_id=t.trial_id,
@@ -315,11 +280,45 @@ def results_layers(results, *, with_traces: bool = True) -> list[tuple]:
         for t in results.trials
     ]
     n_models = max((t.members for t in results.trials), default=len(results.checkpoints) or 1)
-    extra = {"results_folder": str(results.path), "summary": (results.metrics or {}).get("summary")}
+    extra = {"results_folder": str(results.path), "summary": (results.metrics or {}).get("summary"),
+             "report": str(results.report) if results.report else None}
     if results.controls:
-        extra["controls"] = results.controls.get("rows")
-    layers += trial_layers(views, n_models=n_models, mask_alpha=results.mask, extra_metadata=extra)
+        extra["controls"] = results.controls
+    layers = trial_layers(views, n_models=n_models, mask_alpha=results.mask, extra_metadata=extra)
+    if results.rois:
+        right_of_grid = grid_width(views[0].stimulus.shape[1:]) + GAP * 4 if views else 0.0
+        layers += fov_layers(_results_planes(results, rate, with_traces), origin_x=right_of_grid, context=True)
     return layers
+
+
+def _results_planes(results, rate: float, with_traces: bool) -> list:
+    """The results folder's ROI map per plane, with the traces of its own suite2p output when they match."""
+    from types import SimpleNamespace
+
+    planes = []
+    threshold = ((results.provenance or {}).get("settings", {}).get("extract") or {}).get("cell_threshold", 0.5)
+    spks = _suite2p_traces(results.path, threshold) if with_traces else {}
+    for plane, arrays in sorted(results.rois.items()):
+        labels = np.asarray(arrays.get("labels"))
+        traces = spks.get(plane)
+        if traces is not None and traces.n_cells < (int(labels.max()) if labels.size else 0):
+            traces = None  # not the ROIs the map was drawn from
+        planes.append(
+            SimpleNamespace(
+                plane=plane,
+                mean_image=arrays.get("mean_image"),
+                labels=lambda labels=labels: labels,
+                n_cells=int(labels.max()) if labels.size else 0,
+                frame_shape=labels.shape,
+                spks=traces.spks if traces is not None else np.zeros((0, 0), np.float32),
+                F=traces.F if traces is not None else np.zeros((0, 0), np.float32),
+                frame_rate=traces.frame_rate if traces is not None else rate,
+                roi_index=traces.roi_index if traces is not None else np.zeros(0, int),
+                cell_probability=traces.cell_probability if traces is not None else np.zeros(0),
+                source=str(results.path),
+            )
+        )
+    return planes
 
 
 def _suite2p_traces(path, cell_threshold) -> dict:
