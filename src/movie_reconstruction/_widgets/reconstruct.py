@@ -143,7 +143,7 @@ class ReconstructWidget(Container):
             judged, movies, alpha, extra = result
             session.set("reconstruction", judged)
             if judged.controls is not None:
-                extra["controls"] = judged.controls.get("rows")
+                extra["controls"] = judged.controls
             views = trial_views(trials, movies, alpha)
             show_trials(self.viewer, views, n_models=n_models, mask_alpha=alpha, extra_metadata=extra,
                         reset_view=False)
