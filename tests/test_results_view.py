@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from test_widgets import H, PLUGIN, W, _require_gl, _warm_up_gl, tiny_recording, write_results_folder
+from test_widgets import H, PLUGIN, W, tiny_recording, usable_viewer, write_results_folder
 
 RATE = 30.0  # tiny_recording's frame rate
 
@@ -24,10 +24,7 @@ RATE = 30.0  # tiny_recording's frame rate
 @pytest.fixture
 def viewer(request, qapp):
     """napari's recommended fixture: a viewer that exposes only napari's public API."""
-    _require_gl()
-    if not _warm_up_gl(qapp):
-        pytest.fail("OpenGL is not usable on this display (napari cannot draw layers)")
-    return request.getfixturevalue("make_napari_viewer_proxy")()
+    return usable_viewer(request, qapp, "make_napari_viewer_proxy")
 
 
 def _controls(folder) -> dict:

@@ -108,13 +108,18 @@ def _warm_up_gl(qapp) -> bool:
     return False
 
 
-@pytest.fixture
-def viewer(request, qapp):
+def usable_viewer(request, qapp, fixture: str = "make_napari_viewer"):
+    """A viewer from napari's fixture ``fixture``, once OpenGL is known to work here."""
     _require_gl()
     if not _warm_up_gl(qapp):
         pytest.fail("OpenGL is not usable on this display (napari cannot draw layers)")
     # asked for only now: napari's fixture errors in its teardown when a test stops (skips) in setup
-    return request.getfixturevalue("make_napari_viewer")()
+    return request.getfixturevalue(fixture)()
+
+
+@pytest.fixture
+def viewer(request, qapp):
+    return usable_viewer(request, qapp)
 
 
 def open_widget(viewer, name):
@@ -246,16 +251,22 @@ def _menu_items(app, menu_id):
 
 
 # ---------------------------------------------------------------------------------- the chain
+def build_from_sensorium(viewer, qtbot, folder, results):
+    """The Build widget on a Sensorium folder, writing into ``results``; waits for it."""
+    build = open_widget(viewer, "Build recording")
+    build.mode.value = "Sensorium folder"
+    build.folder.value = folder
+    build.results.value = results
+    build.run_button.clicked.emit()
+    wait_for(qtbot, build)
+    return build
+
+
 def test_build_train_reconstruct_show_aligned_layers_and_metrics(viewer, qtbot, sensorium_folder, tmp_path):
     from movie_reconstruction._widgets import _layers
     from movie_reconstruction.model import TrainConfig
 
-    build = open_widget(viewer, "Build recording")
-    build.mode.value = "Sensorium folder"
-    build.folder.value = sensorium_folder
-    build.results.value = tmp_path / "results"
-    build.run_button.clicked.emit()
-    wait_for(qtbot, build)
+    build = build_from_sensorium(viewer, qtbot, sensorium_folder, tmp_path / "results")
     assert "6 trials (3 train, 1 validation, 2 test), 24 neurons" in build.summary.value
     assert "trial 4 · stimulus" in viewer.layers and "trial 5 · stimulus" in viewer.layers
 
@@ -530,12 +541,7 @@ def test_the_command_line_and_the_widgets_give_the_same_results(viewer, qtbot, s
     assert main(["train", str(cli), "--recording", str(sensorium_folder), *common]) == 0
     assert main(["reconstruct", str(cli), *common]) == 0
 
-    build = open_widget(viewer, "Build recording")
-    build.mode.value = "Sensorium folder"
-    build.folder.value = sensorium_folder
-    build.results.value = tmp_path / "napari"
-    build.run_button.clicked.emit()
-    wait_for(qtbot, build)
+    build_from_sensorium(viewer, qtbot, sensorium_folder, tmp_path / "napari")
     train = open_widget(viewer, "Train encoder")
     train.ensemble.value, train.device.value = 2, "cpu"
     train.set_training_config(TrainConfig(**TINY_TRAINING))

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from test_widgets import _require_gl, _warm_up_gl, notifications, open_widget, tiny_session  # noqa: F401
+from test_widgets import notifications, open_widget, tiny_session, usable_viewer  # noqa: F401
 
 CANCEL_SECONDS = 5.0  # the promise is 2 s; the margin is for a loaded CI machine
 
@@ -21,10 +21,7 @@ CANCEL_SECONDS = 5.0  # the promise is 2 s; the margin is for a loaded CI machin
 @pytest.fixture
 def viewer(request, qapp):
     """napari's recommended fixture for plugin tests (a viewer without private access)."""
-    _require_gl()
-    if not _warm_up_gl(qapp):
-        pytest.fail("OpenGL is not usable on this display (napari cannot draw layers)")
-    return request.getfixturevalue("make_napari_viewer_proxy")()
+    return usable_viewer(request, qapp, "make_napari_viewer_proxy")
 
 
 @pytest.fixture

@@ -89,7 +89,6 @@ class ResultsFolder(ProvenanceFile, TrialFiles, SummaryFiles):
         return folder_lock(self.path, command)
 
     @classmethod
-
     def _prepare(cls, path: str | Path) -> ResultsFolder:
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -118,7 +117,6 @@ class ResultsFolder(ProvenanceFile, TrialFiles, SummaryFiles):
                 break
 
     @classmethod
-
     def open(cls, path: str | Path) -> ResultsFolder:
         path = Path(path)
         if not path.exists():
@@ -136,27 +134,22 @@ class ResultsFolder(ProvenanceFile, TrialFiles, SummaryFiles):
         return self.path / SESSION
 
     @property
-
     def extraction_dir(self) -> Path:
         return self.path / EXTRACTION
 
     @property
-
     def recording_dir(self) -> Path:
         return self.path / RECORDING
 
     @property
-
     def models_dir(self) -> Path:
         return self.path / MODELS
 
     @property
-
     def mask_path(self) -> Path:
         return self.path / MASK
 
     @property
-
     def report_path(self) -> Path:
         return self.path / REPORT
 

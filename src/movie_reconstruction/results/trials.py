@@ -33,7 +33,6 @@ class TrialResult:
     path: Path | None = None
 
     @property
-
     def n_frames(self) -> int:
         return int(self.stimulus.shape[0])
 
