@@ -257,9 +257,9 @@ def _evaluate(args, folder) -> int:
 
 def _evaluate_encoders(folder, args) -> list[dict]:
     from .model import evaluate_encoder, load_encoder
-    from .pipeline import _recording_path_of, open_recording
+    from .results_recording import open_recording, recording_path_of
 
-    recording = open_recording(_recording_path_of(folder, args.recording))
+    recording = open_recording(recording_path_of(folder, args.recording))
     out = []
     for path in folder.checkpoints():
         encoder = load_encoder(path, recording)

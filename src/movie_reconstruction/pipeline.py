@@ -19,8 +19,7 @@ from pathlib import Path
 
 from .progress import Job, Progress
 from .results import ResultsFolder
-from .results_recording import open_recording, recording_path_of as _recording_path_of  # noqa: F401 - re-exported
-from .settings import CONTROL_NAMES, PipelineSettings, checked_loss, reconstruction_config, with_changes  # noqa: F401
+from .settings import PipelineSettings, with_changes  # noqa: F401 - with_changes re-exported for scripts
 from .stages import (  # noqa: F401 - the stage API, re-exported
     ReconstructionSummary, build_stage, controls_stage, evaluate_stage, extract_stage, reconstruct_stage, report_stage,
     simulate_stage, train_stage,

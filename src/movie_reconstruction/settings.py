@@ -25,9 +25,9 @@ from .losses import DEFAULT_LOSS
 from .model.config import PRESETS, TrainConfig
 from .model.registry import BUILTIN_KIND
 from .reconstruct.config import ReconstructionConfig
+from .reconstruct.controls import RECONSTRUCTING_CONTROLS
 
-CONTROL_VARIANTS = ("time-reversed", "circular shift", "grey-screen prior")  # the shuffled control always runs
-CONTROL_NAMES = ("shuffled", *CONTROL_VARIANTS)
+CONTROL_VARIANTS = RECONSTRUCTING_CONTROLS  # the shuffled control always runs
 MASK_METHODS = ("readout", "learned", "none")
 
 
