@@ -337,6 +337,35 @@ def test_reconstruction_updates_live_and_cancel_stops_it_mid_run(viewer, qtbot, 
     assert session.get("reconstruction") is not None
 
 
+def test_opening_a_results_folder_lets_reconstruct_go_on_from_it(viewer, qtbot, trained_folder, tmp_path):
+    """File > Open Folder on a results folder makes it the session's: its recording and models
+    are loaded and Reconstruct writes its trials into that folder."""
+    import shutil
+    from types import SimpleNamespace
+
+    from movie_reconstruction._widgets._session import session_for
+    from movie_reconstruction.results import ResultsFolder
+
+    folder = tmp_path / "results"
+    shutil.copytree(trained_folder, folder)
+    labels = np.zeros((20, 30), np.int32)
+    labels[5:10, 5:10] = 1
+    plane = SimpleNamespace(plane=0, mean_image=np.ones((20, 30)), labels=lambda: labels)
+    ResultsFolder.open(folder).write_rois([plane])  # something to show: the folder has no trials yet
+    viewer.open(str(folder), plugin=PLUGIN)
+    session = session_for(viewer)
+    assert session.get("results_folder") == folder
+    assert session.get("recording") is not None and len(session.get("models")) == 2
+    recon = open_widget(viewer, "Reconstruct")
+    recon.iterations.value = 3
+    recon.max_trials.value = 1
+    recon.controls.value = False
+    recon.run_button.clicked.emit()
+    wait_for(qtbot, recon)
+    assert session.get("reconstruction") is not None
+    assert ResultsFolder.open(folder).trial_sources()
+
+
 def test_bad_input_is_a_notification_and_the_viewer_stays_usable(viewer, qtbot, tmp_path):
     recon = open_widget(viewer, "Reconstruct")
     recon.run_button.clicked.emit()

@@ -7,7 +7,8 @@ Readers (each returns None for paths that are not its kind, so napari tries the 
   difference per trial with captions, the mask outline and its legend, the ROI map as hidden
   context), metrics in the layer metadata; nothing is recomputed. Inside napari it returns
   layers that present themselves once added (fitted to the movies, contrast linked per trial,
-  the plots panel opened), which a reader's plain layer data cannot do;
+  the plots panel opened), which a reader's plain layer data cannot do, and makes the folder
+  the viewer's session (its recording and models), so the step widgets go on from it;
 - a suite2p output folder: mean image and ROI labels per plane (ROI traces in the metadata);
 - a Sensorium 2023 mouse folder: the test trials' stimuli;
 - a session manifest (``*.toml``): the raw stack (lazy) and the stimulus movie;
@@ -91,7 +92,9 @@ def read_results_folder(path):
         if viewer is None:
             return layer_data
         from ._widgets._display import layers_presented_on_insert
+        from ._widgets._session import adopt_shown_results_folder
 
+        adopt_shown_results_folder(viewer, path)  # the step widgets go on from the opened folder
         return layers_presented_on_insert(viewer, layer_data)
 
     return reader

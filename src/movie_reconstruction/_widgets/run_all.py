@@ -9,7 +9,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox, TextEdit
 
 from ._common import JobRunner, add_or_replace, device_summary, job_buttons, notify_error, wrapping_label
-from ._session import RESULTS_HOME, default_results_folder, session_for
+from ._session import RESULTS_HOME, adopt_shown_results_folder, default_results_folder
 
 SAMPLE = "sample session (simulated)"
 MANIFEST = "session manifest"
@@ -245,17 +245,6 @@ def show_results_folder(viewer, path) -> list:
 
     results = load_results(path)
     layers = [add_or_replace(viewer, t) for t in _layers.results_layers(results)]
-    _adopt(viewer, results)
+    adopt_shown_results_folder(viewer, results.path)
     return present(viewer, layers)
 
-
-def _adopt(viewer, results) -> None:
-    """Make the folder the session's (its recording and models), so the step widgets go on from it."""
-    from ._session import adopt_results_folder
-
-    try:
-        adopt_results_folder(session_for(viewer), results.path)
-    except Exception as exc:  # noqa: BLE001 - the layers are shown; going on from here is optional
-        from ._common import log
-
-        log.warning("could not load the recording/models of %s: %s", results.path, exc)
