@@ -462,6 +462,33 @@ def test_suite2p_folder_reader_shows_mean_image_and_clickable_rois(viewer, tmp_p
     np.testing.assert_allclose(plot.axes[2].lines[0].get_ydata(), rois.metadata["spks"][1])
 
 
+def test_a_results_folders_own_suite2p_output_opens_with_the_cells_its_run_kept(tmp_path):
+    """The run's suite2p folder (results/extraction/suite2p) opens with the cell threshold the run
+    recorded (the demo's 0.0 keeps all 3 ROIs), not the default 0.5 (2 ROIs), and says so."""
+    from test_suite2p_folder import write_plane
+
+    from movie_reconstruction._napari_io import read_suite2p_output
+    from movie_reconstruction.results import ResultsFolder
+
+    with ResultsFolder.writing(tmp_path / "results") as results:
+        results.record("extract", settings={"cell_threshold": 0.0})
+    suite2p = tmp_path / "results" / "extraction" / "suite2p"
+    write_plane(suite2p / "plane0", probs=(0.9, 0.2, 0.6))
+    for opened in (suite2p, suite2p / "plane0", suite2p.parent):
+        names = [meta["name"] for _d, meta, _t in read_suite2p_output(str(opened))(str(opened))]
+        assert names == ["plane 0 · mean image", "plane 0 · ROIs (3 cells)"], opened
+    layers = read_suite2p_output(str(suite2p))(str(suite2p))
+    meta = layers[1][1]["metadata"]
+    assert meta["cell_threshold"] == 0.0 and str(tmp_path / "results") in meta["cell_threshold_from"]
+    # the same folder elsewhere: the default threshold, said so
+    other = tmp_path / "elsewhere" / "suite2p"
+    write_plane(other / "plane0", probs=(0.9, 0.2, 0.6))
+    layers = read_suite2p_output(str(other))(str(other))
+    assert layers[1][1]["name"] == "plane 0 · ROIs (2 cells)"
+    assert layers[1][1]["metadata"]["cell_threshold"] == 0.5
+    assert layers[1][1]["metadata"]["cell_threshold_from"] == "the default cell threshold"
+
+
 def test_writer_exports_stimulus_and_reconstruction_side_by_side(tmp_path):
     import av
     import tifffile

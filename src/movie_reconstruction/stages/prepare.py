@@ -54,7 +54,7 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
     if manifest.suite2p is not None:
         yield Progress("extract", 0, 1, f"reading the suite2p folder {manifest.suite2p}")
         traces = read_suite2p_folder(manifest.suite2p, cell_threshold=settings.cell_threshold)
-        used = {"suite2p_folder": manifest.suite2p}
+        used = {"suite2p_folder": manifest.suite2p, "cell_threshold": settings.cell_threshold}
     else:
         hints = _hints(manifest.path)
         fs = settings.fs or manifest.imaging_frame_rate or hints.get("fs")
