@@ -72,6 +72,8 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
         raise InputError("suite2p found no cells; try another diameter, tau or cell_threshold", manifest.raw[0] if manifest.raw else manifest.path)
     results.write_rois(traces)
     finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces], **_outside_paths(manifest))
+    # front ends read the field of view from the folder now (run all shows it mid-run)
+    yield Progress("extract", 1, 1, f"{sum(t.n_cells for t in traces)} cells", context={"stage_done": "extract"})
     return traces
 
 
