@@ -348,6 +348,35 @@ def test_reconstruction_updates_live_and_cancel_stops_it_mid_run(viewer, qtbot, 
     assert session.get("reconstruction") is not None
 
 
+def test_opening_a_results_folder_lets_reconstruct_go_on_from_it(viewer, qtbot, trained_folder, tmp_path):
+    """File > Open Folder on a results folder makes it the session's: its recording and models
+    are loaded and Reconstruct writes its trials into that folder."""
+    import shutil
+    from types import SimpleNamespace
+
+    from movie_reconstruction._widgets._session import session_for
+    from movie_reconstruction.results import ResultsFolder
+
+    folder = tmp_path / "results"
+    shutil.copytree(trained_folder, folder)
+    labels = np.zeros((20, 30), np.int32)
+    labels[5:10, 5:10] = 1
+    plane = SimpleNamespace(plane=0, mean_image=np.ones((20, 30)), labels=lambda: labels)
+    ResultsFolder.open(folder).write_rois([plane])  # something to show: the folder has no trials yet
+    viewer.open(str(folder), plugin=PLUGIN)
+    session = session_for(viewer)
+    assert session.get("results_folder") == folder
+    assert session.get("recording") is not None and len(session.get("models")) == 2
+    recon = open_widget(viewer, "Reconstruct")
+    recon.iterations.value = 3
+    recon.max_trials.value = 1
+    recon.controls.value = False
+    recon.run_button.clicked.emit()
+    wait_for(qtbot, recon)
+    assert session.get("reconstruction") is not None
+    assert ResultsFolder.open(folder).trial_sources()
+
+
 def test_bad_input_is_a_notification_and_the_viewer_stays_usable(viewer, qtbot, tmp_path):
     recon = open_widget(viewer, "Reconstruct")
     recon.run_button.clicked.emit()
@@ -442,6 +471,33 @@ def test_suite2p_folder_reader_shows_mean_image_and_clickable_rois(viewer, tmp_p
     title = plot.axes[2].get_title()
     assert "ROI 2" in title
     np.testing.assert_allclose(plot.axes[2].lines[0].get_ydata(), rois.metadata["spks"][1])
+
+
+def test_a_results_folders_own_suite2p_output_opens_with_the_cells_its_run_kept(tmp_path):
+    """The run's suite2p folder (results/extraction/suite2p) opens with the cell threshold the run
+    recorded (the demo's 0.0 keeps all 3 ROIs), not the default 0.5 (2 ROIs), and says so."""
+    from test_suite2p_folder import write_plane
+
+    from movie_reconstruction._napari_io import read_suite2p_output
+    from movie_reconstruction.results import ResultsFolder
+
+    with ResultsFolder.writing(tmp_path / "results") as results:
+        results.record("extract", settings={"cell_threshold": 0.0})
+    suite2p = tmp_path / "results" / "extraction" / "suite2p"
+    write_plane(suite2p / "plane0", probs=(0.9, 0.2, 0.6))
+    for opened in (suite2p, suite2p / "plane0", suite2p.parent):
+        names = [meta["name"] for _d, meta, _t in read_suite2p_output(str(opened))(str(opened))]
+        assert names == ["plane 0 · mean image", "plane 0 · ROIs (3 cells)"], opened
+    layers = read_suite2p_output(str(suite2p))(str(suite2p))
+    meta = layers[1][1]["metadata"]
+    assert meta["cell_threshold"] == 0.0 and str(tmp_path / "results") in meta["cell_threshold_from"]
+    # the same folder elsewhere: the default threshold, said so
+    other = tmp_path / "elsewhere" / "suite2p"
+    write_plane(other / "plane0", probs=(0.9, 0.2, 0.6))
+    layers = read_suite2p_output(str(other))(str(other))
+    assert layers[1][1]["name"] == "plane 0 · ROIs (2 cells)"
+    assert layers[1][1]["metadata"]["cell_threshold"] == 0.5
+    assert layers[1][1]["metadata"]["cell_threshold_from"] == "the default cell threshold"
 
 
 def test_writer_exports_stimulus_and_reconstruction_side_by_side(tmp_path):

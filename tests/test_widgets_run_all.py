@@ -181,6 +181,7 @@ def test_cancel_returns_within_seconds_from_extraction_training_and_reconstructi
     run_all.run_button.clicked.emit()  # resumes: extraction's finished stages are kept
     _wait_for_stage(qtbot, run_all, "reconstruct · trial")
     qtbot.wait(500)
+    _shows_the_finished_stages(viewer, run_all, tmp_path / "results")
     took["reconstruct"] = _cancel_within(qtbot, run_all)
 
     _small(run_all, monkeypatch, max_epochs=500)  # other training settings: the model is trained again
@@ -190,6 +191,20 @@ def test_cancel_returns_within_seconds_from_extraction_training_and_reconstructi
     took["train"] = _cancel_within(qtbot, run_all)
     print("cancel took (s):", {stage: round(seconds, 2) for stage, seconds in took.items()})
     assert all(seconds < CANCEL_SECONDS for seconds in took.values()), took
+
+
+def _shows_the_finished_stages(viewer, run_all, folder):
+    """Mid-run: the field of view extraction wrote, the training readout, the preview beside them."""
+    from movie_reconstruction._widgets.run_all import LIVE_LAYER
+    from movie_reconstruction.results import ResultsFolder
+
+    cells = sum(ResultsFolder.open(folder).provenance()["stages"]["extract"]["cells"])
+    mean, rois = viewer.layers["context · mean image"], viewer.layers[f"context · ROIs ({cells} cells)"]
+    assert mean.visible and rois.visible and rois.data.max() == cells
+    assert run_all.training.value.startswith("validation r per epoch:")
+    assert "model 1/1: 0:" in run_all.training.value  # epoch 0's r, before any training step
+    preview = viewer.layers[LIVE_LAYER]
+    assert preview.translate[-1] + preview.data.shape[-1] <= mean.translate[-1]  # left of the field of view
 
 
 def test_closing_the_viewer_mid_run_cancels_cleanly(viewer, qtbot, tmp_path, recwarn):

@@ -7,8 +7,11 @@ Readers (each returns None for paths that are not its kind, so napari tries the 
   difference per trial with captions, the mask outline and its legend, the ROI map as hidden
   context), metrics in the layer metadata; nothing is recomputed. Inside napari it returns
   layers that present themselves once added (fitted to the movies, contrast linked per trial,
-  the plots panel opened), which a reader's plain layer data cannot do;
+  the plots panel opened), which a reader's plain layer data cannot do, and makes the folder
+  the viewer's session (its recording and models), so the step widgets go on from it;
 - a suite2p output folder: mean image and ROI labels per plane (ROI traces in the metadata);
+  a results folder's own suite2p output keeps the cells its run kept (the cell threshold its
+  provenance recorded), other folders the default threshold;
 - a Sensorium 2023 mouse folder: the test trials' stimuli;
 - a session manifest (``*.toml``): the raw stack (lazy) and the stimulus movie;
 - an ophys NWB file (``*.nwb``): mean image and ROIs (or the raw frames), the stimulus on the session clock.
@@ -91,7 +94,9 @@ def read_results_folder(path):
         if viewer is None:
             return layer_data
         from ._widgets._display import layers_presented_on_insert
+        from ._widgets._session import adopt_shown_results_folder
 
+        adopt_shown_results_folder(viewer, path)  # the step widgets go on from the opened folder
         return layers_presented_on_insert(viewer, layer_data)
 
     return reader
@@ -125,10 +130,42 @@ def read_suite2p_output(path):
     def reader(_path):
         from ._widgets import _layers
         from .io.suite2p_folder import read_suite2p_folder
+        from .settings import PipelineSettings
 
-        return _layers.fov_layers(read_suite2p_folder(path))
+        recorded = _recorded_cell_threshold(path)
+        if recorded is None:
+            threshold, said_by = PipelineSettings().cell_threshold, "the default cell threshold"
+        else:
+            threshold, results_path = recorded
+            said_by = f"the cell threshold its run recorded in {results_path}"
+        layers = _layers.fov_layers(read_suite2p_folder(path, cell_threshold=threshold))
+        for _data, meta, _type in layers:
+            meta["metadata"].update({"cell_threshold": threshold, "cell_threshold_from": said_by})
+        return layers
 
     return reader
+
+
+def _recorded_cell_threshold(path: Path) -> tuple[float | None, Path] | None:
+    """(cell threshold, results folder) when ``path`` is a results folder's own suite2p output
+    (under its extraction folder) and the run recorded the threshold it kept cells with, so the
+    folder opens with the same cells the run used; None otherwise."""
+    from .errors import InputError
+    from .results import ResultsFolder
+    from .results.layout import EXTRACTION
+
+    path = path.resolve()
+    for results_path in path.parents:
+        if (results_path / EXTRACTION) not in (path, *path.parents) or not _is_results_folder(results_path):
+            continue
+        try:
+            extract = ResultsFolder.open(results_path).provenance().get("settings", {}).get("extract", {})
+        except InputError:
+            return None
+        if "cell_threshold" in extract:
+            return extract["cell_threshold"], results_path
+        return None
+    return None
 
 
 def read_session_manifest(path):

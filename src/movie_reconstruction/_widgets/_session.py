@@ -95,3 +95,14 @@ def adopt_results_folder(session: Session, path) -> None:
             session.set("models", [load_encoder(p, session.get("recording")) for p in results.checkpoints()])
         except InputError:  # models made for other data: the folder's recording is still usable
             session.set("models", [])
+
+
+def adopt_shown_results_folder(viewer, path) -> None:
+    """Make a results folder shown in ``viewer`` its session's, so the step widgets (Reconstruct)
+    go on from it; a folder whose recording or models cannot be loaded stays shown, with a warning."""
+    try:
+        adopt_results_folder(session_for(viewer), path)
+    except Exception as exc:  # noqa: BLE001 - the layers are shown; going on from here is optional
+        from ._common import log
+
+        log.warning("could not load the recording/models of %s: %s", path, exc)

@@ -9,7 +9,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox, TextEdit
 
 from ._common import JobRunner, add_or_replace, device_summary, job_buttons, notify_error, wrapping_label
-from ._session import RESULTS_HOME, default_results_folder, session_for
+from ._run_live import TrainingReadout, preview_translate, show_extraction
+from ._session import RESULTS_HOME, adopt_shown_results_folder, default_results_folder
 
 SAMPLE = "sample session (simulated)"
 MANIFEST = "session manifest"
@@ -66,6 +67,7 @@ class RunAllWidget(Container):
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda", "mps"], value="auto")
         self.device_label = wrapping_label()
         self.summary = wrapping_label()
+        self.training = wrapping_label()  # validation r per epoch per model while training
         self.show_log = CheckBox(label="show log (suite2p and every stage)", value=False)
         self.log_view = TextEdit(value="", visible=False)
         self.log_view.read_only = True
@@ -80,7 +82,7 @@ class RunAllWidget(Container):
         form.margins = (0, 0, 0, 0)
         self.extend([
             form, self.device_label, self.destination, self.run_button, self.cancel_button, self.status,
-            self.summary, self.show_log, self.log_view,
+            self.training, self.summary, self.show_log, self.log_view,
         ])
         self.source.changed.connect(self._source_changed)
         self.quick.changed.connect(self._quick_changed)
@@ -195,7 +197,13 @@ class RunAllWidget(Container):
                 return run_demo(folder, quick=quick, settings=settings, command=["napari", "Run all", "sample"])
             return run_session(manifest, folder, settings, command=["napari", "Run all", str(manifest)])
 
+        readout, shown_mid_run = TrainingReadout(), []
+
         def event(ev):
+            if ev.context.get("stage_done") == "extract":
+                shown_mid_run[:] = show_extraction(self.viewer, folder)
+            if readout.add(ev):
+                self.training.value = readout.text()
             if ev.preview is None:
                 return
             preview = np.asarray(ev.preview)
@@ -207,13 +215,14 @@ class RunAllWidget(Container):
             add_or_replace(self.viewer, (
                 movie,
                 {"name": LIVE_LAYER, "colormap": "gray", "contrast_limits": (0.0, 255.0), "scale": (1 / rate, 1, 1),
-                 "metadata": {"kind": "preview", "what": what}},
+                 "translate": preview_translate(movie.shape), "metadata": {"kind": "preview", "what": what}},
                 "image",
             ))
 
         def done(result):
-            if LIVE_LAYER in self.viewer.layers:
-                self.viewer.layers.remove(LIVE_LAYER)
+            for layer in [LIVE_LAYER, *shown_mid_run]:  # the results view makes its own, hidden and placed
+                if layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
             show_results_folder(self.viewer, result.results)
             text = f"results in {result.results}"
             if result.reconstruction is not None and result.reconstruction.correlations:
@@ -232,7 +241,7 @@ class RunAllWidget(Container):
                 self.viewer.layers.remove(LIVE_LAYER)
             self.summary.value = f"cancelled; finished stages are kept in {folder} (run again to resume)"
 
-        self.summary.value = ""
+        self.summary.value = self.training.value = ""
         self.runner.start(make_job, done, on_event=event, on_cancelled=cancelled)
 
 
@@ -245,17 +254,6 @@ def show_results_folder(viewer, path) -> list:
 
     results = load_results(path)
     layers = [add_or_replace(viewer, t) for t in _layers.results_layers(results)]
-    _adopt(viewer, results)
+    adopt_shown_results_folder(viewer, results.path)
     return present(viewer, layers)
 
-
-def _adopt(viewer, results) -> None:
-    """Make the folder the session's (its recording and models), so the step widgets go on from it."""
-    from ._session import adopt_results_folder
-
-    try:
-        adopt_results_folder(session_for(viewer), results.path)
-    except Exception as exc:  # noqa: BLE001 - the layers are shown; going on from here is optional
-        from ._common import log
-
-        log.warning("could not load the recording/models of %s: %s", results.path, exc)

@@ -54,7 +54,7 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
     if manifest.suite2p is not None:
         yield Progress("extract", 0, 1, f"reading the suite2p folder {manifest.suite2p}")
         traces = read_suite2p_folder(manifest.suite2p, cell_threshold=settings.cell_threshold)
-        used = {"suite2p_folder": manifest.suite2p}
+        used = {"suite2p_folder": manifest.suite2p, "cell_threshold": settings.cell_threshold}
     else:
         hints = _hints(manifest.path)
         fs = settings.fs or manifest.imaging_frame_rate or hints.get("fs")
@@ -72,6 +72,8 @@ def extract_stage(results: ResultsFolder, manifest_path: str | Path, settings: P
         raise InputError("suite2p found no cells; try another diameter, tau or cell_threshold", manifest.raw[0] if manifest.raw else manifest.path)
     results.write_rois(traces)
     finish(settings=used, inputs=inputs, cells=[t.n_cells for t in traces], **_outside_paths(manifest))
+    # front ends read the field of view from the folder now (run all shows it mid-run)
+    yield Progress("extract", 1, 1, f"{sum(t.n_cells for t in traces)} cells", context={"stage_done": "extract"})
     return traces
 
 
