@@ -466,3 +466,31 @@ def test_image_clips_drift_jump_zoom_and_change_contrast():
     assert np.median(change) < 4 and (change > 15).sum() >= 5  # smooth drift, sudden jumps
     contrast = clip.std(axis=(1, 2))
     assert contrast.max() > 1.5 * contrast.min()
+
+
+def test_rendering_reports_each_block_and_a_cancel_leaves_nothing_behind(tmp_path):
+    """The raw movie is rendered in blocks with a progress event after each, so closing the job
+    (napari's Cancel) lands within a block; the folder is never left half-written."""
+    from movie_reconstruction.simulate import simulate_session_job
+
+    config = SimulationConfig.tiny()
+    events = [e for e in _drive_all(simulate_session_job(tmp_path / "whole", config, seed=0))
+              if e.stage == "raw frames"]
+    assert len(events) >= 2 and events[-1].step == events[-1].total  # one per 256-frame block
+    assert [e.step for e in events] == sorted({e.step for e in events})
+
+    job = simulate_session_job(tmp_path / "cancelled", config, seed=0)
+    for event in job:
+        if event.stage == "raw frames":
+            job.close()
+            break
+    assert not (tmp_path / "cancelled").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["whole"]  # no staging folder left either
+
+
+def _drive_all(job):
+    while True:
+        try:
+            yield next(job)
+        except StopIteration:
+            return

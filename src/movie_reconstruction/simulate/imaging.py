@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 from scipy import sparse
 from scipy.ndimage import gaussian_filter
@@ -274,25 +276,32 @@ def render_frames(
             yield np.concatenate([part.result() for part in parts])
 
 
-def write_tiffs(folder, blocks: Iterator[np.ndarray], n_frames: int, frame_shape: tuple[int, int], frames_per_file: int) -> list[str]:
+def write_tiffs(folder, blocks: Iterator[np.ndarray], n_frames: int, frame_shape: tuple[int, int], frames_per_file: int):
     """Write blocks of frames as ``imaging_000.tif``, ``imaging_001.tif``, ... (each a single
-    series of ``frames_per_file`` pages, the last one shorter). Returns the file names."""
+    series of ``frames_per_file`` pages, the last one shorter); a job that yields a
+    :class:`~movie_reconstruction.progress.Progress` per rendered block, so that a cancel lands
+    within one block (tifffile would otherwise draw the whole movie in one call). The frames wait
+    in a memory-mapped scratch file in ``folder`` until all are rendered. Returns the file names."""
     import tifffile
+
+    from ..progress import Progress
 
     if frames_per_file <= 0:
         raise InputError(f"frames_per_file must be positive, got {frames_per_file}")
-
-    def frames():
+    scratch = Path(folder) / ".frames.npy"
+    frames = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint16, shape=(n_frames, *frame_shape))
+    try:
+        done = 0
         for block in blocks:
-            yield from block
-
-    stream = frames()
-    names = []
-    for index, start in enumerate(range(0, n_frames, frames_per_file)):
-        count = min(frames_per_file, n_frames - start)
-        name = f"imaging_{index:03d}.tif"
-        pages = (next(stream) for _ in range(count))
-        with tifffile.TiffWriter(folder / name) as writer:
-            writer.write(pages, shape=(count, *frame_shape), dtype=np.uint16, photometric="minisblack")
-        names.append(name)
-    return names
+            frames[done:done + len(block)] = block
+            done += len(block)
+            yield Progress("raw frames", done, n_frames, f"{done} of {n_frames} frames rendered")
+        names = []
+        for index, start in enumerate(range(0, n_frames, frames_per_file)):
+            name = f"imaging_{index:03d}.tif"
+            tifffile.imwrite(Path(folder) / name, frames[start:start + frames_per_file], photometric="minisblack")
+            names.append(name)
+        return names
+    finally:
+        del frames
+        scratch.unlink(missing_ok=True)

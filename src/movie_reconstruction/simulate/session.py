@@ -183,7 +183,7 @@ def simulate_session_job(
         yield Progress("simulation", 3, 5, "raw frames")
         n_imaging = timeline.imaging_times.size
         blocks = render_frames(rng_imaging, field, dff, neuropil, bleach, motion, config.imaging)
-        raw_files = write_tiffs(staged / "raw", blocks, n_imaging, field.shape, config.imaging.frames_per_file)
+        raw_files = yield from write_tiffs(staged / "raw", blocks, n_imaging, field.shape, config.imaging.frames_per_file)
 
         yield Progress("simulation", 4, 5, "timing, stimulus, behaviour, ground truth")
         write_timing(staged, timeline.imaging_times, timeline.frame_times, config.daq, rng_daq)
