@@ -2,8 +2,11 @@
 
     python docs/make_screenshots.py                       # runs "Run all" on the quick sample session
     python docs/make_screenshots.py --results FOLDER      # opens an existing results folder instead
+    python docs/make_screenshots.py --mid-run-only        # only Run all caught mid-reconstruction
 
-It writes napari_results_view.png (the window as a results folder opens), napari_difference_view.png
+Running Run all, it first writes napari_run_all.png: the window mid-reconstruction, with the
+live preview, the field of view and the training readout that appear as the stages finish. It
+then writes napari_results_view.png (the window as a results folder opens), napari_difference_view.png
 (the same with the difference view on), napari_side_by_side.png (the canvas alone) and
 napari_widgets.png (the step-by-step widgets docked beside the result).
 
@@ -71,11 +74,24 @@ def _settle(app, seconds: float = 1.0) -> None:
         time.sleep(0.05)
 
 
+def _preview_moving(viewer) -> bool:
+    """Whether Run all's live reconstruction preview is there and has left its grey start."""
+    from movie_reconstruction._widgets.run_all import LIVE_LAYER
+
+    if LIVE_LAYER not in viewer.layers:
+        return False
+    data = viewer.layers[LIVE_LAYER].data
+    return float(data.max()) - float(data.min()) > 20
+
+
+# long: one screenshot session in the order a user meets the views, each step waiting on the last
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, help="an existing results folder to open instead of running")
     parser.add_argument("--out", type=Path, default=HERE / "images", help="where the PNGs go (default docs/images)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the run")
+    parser.add_argument("--mid-run-only", action="store_true",
+                        help="write only napari_run_all.png (Run all mid-reconstruction), then cancel the run")
     args = parser.parse_args(argv)
     _ensure_display()
 
@@ -99,6 +115,17 @@ def main(argv=None) -> int:
         run_all.quick.value = True
         started = time.monotonic()
         run_all.run_button.clicked.emit()
+        if not run_all.runner.running:  # an empty results field is filled in and asks for a second press
+            run_all.run_button.clicked.emit()
+        _wait(app, lambda: _preview_moving(viewer) or not run_all.runner.running, args.timeout, "the live preview")
+        if run_all.runner.running:
+            _settle(app, 2.0)
+            _save(viewer, args.out / "napari_run_all.png", canvas_only=False)
+        if args.mid_run_only:
+            run_all.cancel_button.clicked.emit()
+            _wait(app, lambda: not run_all.runner.running, 60, "the cancelled run to stop")
+            viewer.close()
+            return 0
         _wait(app, lambda: not run_all.runner.running, args.timeout, "Run all")
         print(f"Run all took {time.monotonic() - started:.0f} s: {run_all.summary.value}")
         if "results in" not in run_all.summary.value:

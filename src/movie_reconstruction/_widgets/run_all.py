@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, SpinBox, TextEdit
 
+from . import _layers
 from ._common import JobRunner, add_or_replace, device_summary, job_buttons, notify_error, wrapping_label
 from ._run_live import TrainingReadout, preview_translate, show_extraction
 from ._session import RESULTS_HOME, adopt_shown_results_folder, default_results_folder
@@ -215,7 +216,8 @@ class RunAllWidget(Container):
             add_or_replace(self.viewer, (
                 movie,
                 {"name": LIVE_LAYER, "colormap": "gray", "contrast_limits": (0.0, 255.0), "scale": (1 / rate, 1, 1),
-                 "translate": preview_translate(movie.shape), "metadata": {"kind": "preview", "what": what}},
+                 "translate": preview_translate(movie.shape), "axis_labels": _layers.MOVIE_AXES,
+                 "metadata": {"kind": "preview", "what": what}},
                 "image",
             ))
 
@@ -249,7 +251,6 @@ def show_results_folder(viewer, path) -> list:
     """Show a saved results folder (no recomputation) and make it the viewer's session, so the
     other widgets can go on from it (reconstruct more trials with the same models)."""
     from ..results import load_results
-    from . import _layers
     from ._display import present
 
     results = load_results(path)
