@@ -183,11 +183,13 @@ TINY_TRAINING = dict(max_epochs=1, steps_per_epoch=2, clip_frames=30, batch_size
 def trained_folder(tmp_path_factory, sensorium_folder):
     """A results folder with two tiny encoders trained for a few steps (the train stage the
     Train widget runs, run directly) on the Sensorium folder."""
+    from movie_reconstruction._widgets._common import keep_triton_out_without_cuda
     from movie_reconstruction.model import TrainConfig
     from movie_reconstruction.pipeline import PipelineSettings, train_stage, with_changes
     from movie_reconstruction.progress import run
     from movie_reconstruction.results import ResultsFolder
 
+    keep_triton_out_without_cuda()  # as the widgets do: torch's triton next to napari's GL driver crashes
     settings = with_changes(PipelineSettings(), n_models=2, device="cpu", training=TrainConfig(**TINY_TRAINING))
     folder = tmp_path_factory.mktemp("trained") / "results"
     with ResultsFolder.writing(folder) as results:
@@ -407,6 +409,26 @@ def test_bad_input_is_a_notification_and_the_viewer_stays_usable(viewer, qtbot, 
 
     viewer.add_image(np.zeros((4, 8, 8)), name="still works")
     assert "still works" in viewer.layers
+
+
+def test_extract_widget_picks_a_file_or_a_folder(viewer):
+    from movie_reconstruction._widgets.extract import FROM_FILES, FROM_FOLDER
+
+    extract = open_widget(viewer, "Extract traces")
+    assert "0 = from the file's metadata" in extract.fs.label
+    extract.source.value = FROM_FOLDER
+    assert not extract.path.native.isHidden() and extract.path.mode.value == "d" and extract.path.label == "folder"
+    extract.source.value = FROM_FILES
+    assert extract.path.mode.value == "r" and extract.path.label == "file"
+
+
+def test_train_widget_takes_its_settings_from_the_session_folder(viewer, trained_folder):
+    from movie_reconstruction._widgets._session import session_for
+
+    train = open_widget(viewer, "Train encoder")
+    assert (train.ensemble.value, train.epochs.value) == (3, 40)
+    session_for(viewer).set("results_folder", trained_folder)  # as opening it or Run all does
+    assert (train.preset.value, train.ensemble.value, train.epochs.value) == ("small", 2, TINY_TRAINING["max_epochs"])
 
 
 def test_train_widget_says_what_is_missing(viewer, qtbot):

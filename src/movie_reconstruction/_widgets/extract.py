@@ -10,7 +10,8 @@ from ._common import JobRunner, job_buttons
 from ._display import show_fov
 from ._session import session_for
 
-FROM_FILES = "files / folder"
+FROM_FILES = "a TIFF/HDF5 file"
+FROM_FOLDER = "a folder of TIFF/HDF5 files"
 
 
 class ExtractTracesWidget(Container):
@@ -20,10 +21,10 @@ class ExtractTracesWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.source = ComboBox(label="raw stack", choices=self._source_choices)
-        self.path = FileEdit(label="file or folder", mode="r", filter="*.tif *.tiff *.h5 *.hdf5")
+        self.path = FileEdit(label="file", mode="r", filter="*.tif *.tiff *.h5 *.hdf5")
         self.output = FileEdit(label="output folder", mode="d")
-        self.fs = FloatSpinBox(label="volume rate (Hz)", value=0.0, min=0.0, max=1000.0, step=0.5,
-                               tooltip="0: read it from the ScanImage metadata")
+        self.fs = FloatSpinBox(label="volume rate (Hz; 0 = from the file's metadata)", value=0.0, min=0.0, max=1000.0,
+                               step=0.5, tooltip="0: read it from the ScanImage metadata")
         self.tau = FloatSpinBox(label="indicator tau (s)", value=1.0, min=0.05, max=5.0, step=0.05,
                                 tooltip="decay time: ~0.7 for GCaMP6f, 1.0-1.5 for GCaMP6s")
         self.diameter = FloatSpinBox(label="cell diameter (px)", value=12.0, min=2.0, max=100.0, step=1.0)
@@ -51,10 +52,14 @@ class ExtractTracesWidget(Container):
         from napari.layers import Image
 
         layers = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
-        return [FROM_FILES, *layers]
+        return [FROM_FILES, FROM_FOLDER, *layers]
 
     def _source_changed(self, *_):
-        self.path.visible = self.source.value == FROM_FILES
+        from_disk = self.source.value in (FROM_FILES, FROM_FOLDER)
+        self.path.visible = from_disk
+        if from_disk:  # the picker's button chooses a file or a folder to match
+            folder = self.source.value == FROM_FOLDER
+            self.path.mode, self.path.label = ("d", "folder") if folder else ("r", "file")
 
     def job_kwargs(self) -> dict:
         from ..extract import small_fov_overrides
@@ -76,7 +81,7 @@ class ExtractTracesWidget(Container):
         from ..extract import extract_traces
 
         output = Path(self.output.value) if str(self.output.value) not in ("", ".") else None
-        if self.source.value == FROM_FILES:
+        if self.source.value in (FROM_FILES, FROM_FOLDER):
             source = Path(self.path.value)
             raw_layer_name = None
         else:

@@ -48,6 +48,7 @@ class TrainEncoderWidget(Container):
         self.device.changed.connect(self._show_device)
         self.preset.changed.connect(self._preset_changed)
         self.run_button.changed.connect(self.run)
+        session_for(napari_viewer).changed.connect(self._session_changed)
         self._show_device()
 
     @staticmethod
@@ -58,6 +59,26 @@ class TrainEncoderWidget(Container):
         if bundled_core_path().exists():
             choices.append("bundled pretrained core")
         return choices
+
+    def _session_changed(self, what: str) -> None:
+        """A results folder made the session's (opened, or Run all's) sets the fields to the
+        training settings it was made with, so training again there keeps its models."""
+        folder = session_for(self.viewer).get("results_folder")
+        if what != "results_folder" or folder is None or self.runner.running:
+            return
+        from ..results import ResultsFolder
+
+        try:
+            trained = ResultsFolder.open(folder).provenance().get("settings", {}).get("train", {})
+        except Exception:  # noqa: BLE001 - a folder without provenance keeps the fields as they are
+            return
+        if trained.get("preset") in PRESETS:
+            self.preset.value = trained["preset"]
+        if trained.get("n_models"):
+            self.ensemble.value = int(trained["n_models"])
+        epochs = (trained.get("training") or {}).get("max_epochs")
+        if epochs:
+            self.epochs.value = int(epochs)
 
     def _show_device(self, *_):
         self.device_label.value = f"→ {device_summary(self.device.value)}"
