@@ -17,9 +17,7 @@ class _Store:
     traces: list | None = None  # list[Traces], one per plane
     raw_source: object = None  # what the traces were extracted from (path or array)
     recording: object = None  # Recording
-    training: list = field(default_factory=list)  # list[TrainingResult]
-    models: list = field(default_factory=list)  # encoders
-    mask: object = None  # TransparencyMask
+    models: list = field(default_factory=list)  # encoders (their mask is the results folder's)
     reconstruction: object = None  # what the last reconstruction run returned (pipeline.Judged)
     results_folder: Path | None = None  # where the stages write (a results folder)
     recording_path: Path | None = None  # the recording's folder (results/recording, or a Sensorium folder)
@@ -36,7 +34,7 @@ class Session:
     def set(self, what: str, value) -> None:
         setattr(self.store, what, value)
         if what == "recording":  # models trained on another recording no longer fit
-            self.store.models, self.store.training, self.store.mask, self.store.reconstruction = [], [], None, None
+            self.store.models, self.store.reconstruction = [], None
         self.changed.emit(what)
 
     def get(self, what: str):

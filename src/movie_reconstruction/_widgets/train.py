@@ -155,7 +155,6 @@ class TrainEncoderWidget(Container):
                 self.status.value = "no model was trained"
                 return
             session.set("models", models)
-            session.set("mask", None)
             self.status.value = f"{len(models)} model(s) trained on {device_summary(settings.device)}"
             self.readout.value = "\n".join(["best validation correlation per model: " + ", ".join(f"{b:.3f}" for b in best),
                                              *budget_lines])
