@@ -22,8 +22,11 @@ pytestmark = pytest.mark.slow
 def test_extract_widget_runs_suite2p_and_feeds_build_recording(viewer, qtbot, tiny_session, tmp_path):  # noqa: F811
     import dask.array as da
 
+    from movie_reconstruction._widgets.extract import FROM_FILES, FROM_FOLDER
+
     extract = open_widget(viewer, "Extract traces")
-    assert extract.source.value == "files / folder"
+    assert extract.source.value == FROM_FILES
+    extract.source.value = FROM_FOLDER  # the raw folder holds several TIFFs
     extract.path.value = tiny_session.path / "raw"
     extract.output.value = tmp_path / "extraction"
     extract.fs.value, extract.tau.value, extract.diameter.value = 30.0, 0.4, 7.5
@@ -49,6 +52,7 @@ def test_extract_widget_runs_suite2p_and_feeds_build_recording(viewer, qtbot, ti
 
     build = open_widget(viewer, "Build recording")
     build.manifest.value = tiny_session.manifest
+    build.results.value = tmp_path / "results"
     build.run_button.clicked.emit()
     wait_for(qtbot, build)
     assert f"4 trials (2 train, 1 validation, 1 test), {rois.metadata['spks'].shape[0]} neurons" in build.summary.value
