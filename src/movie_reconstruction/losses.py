@@ -70,14 +70,9 @@ def register_loss(name: str, function: Callable, *, description: str = "", repla
 def get_loss(name: str) -> Loss:
     """The loss registered as ``name``; :class:`ValueError` naming the known ones otherwise.
     Modules named in ``MOVIE_RECON_PLUGINS`` are imported before giving up."""
-    if name not in _LOSSES:
-        from .plugins import load_environment_plugins
+    from .plugins import look_up
 
-        load_environment_plugins()
-    if name not in _LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(loss_names())} "
-                         "(a plugin module can add one: docs/architecture.md)")
-    return _LOSSES[name]
+    return look_up(_LOSSES, name, "loss", "a plugin module can add one: docs/architecture.md")
 
 
 def loss_names() -> tuple[str, ...]:

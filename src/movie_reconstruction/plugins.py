@@ -68,3 +68,14 @@ def use_plugins(modules: Iterable[str]) -> list[str]:
     if listed:
         os.environ[ENVIRONMENT_VARIABLE] = ",".join(listed)
     return loaded
+
+
+def look_up(table: dict, name: str, what: str, how_to_add: str):
+    """``table[name]`` of a registry (encoder kinds, losses), importing the modules named in
+    ``MOVIE_RECON_PLUGINS`` first when it is missing; :class:`ValueError` naming the known
+    entries otherwise."""
+    if name not in table:
+        load_environment_plugins()
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(table)} ({how_to_add})")
+    return table[name]

@@ -72,15 +72,11 @@ def register_encoder(kind: str, factory=None, *, replace: bool = False):
 def encoder_factory(kind: str):
     """The factory registered as ``kind``; :class:`ValueError` naming the known kinds otherwise.
     Modules named in ``MOVIE_RECON_PLUGINS`` are imported before giving up."""
-    _register_builtin()
-    if kind not in _KINDS:
-        from ..plugins import load_environment_plugins
+    from ..plugins import look_up
 
-        load_environment_plugins()
-    if kind not in _KINDS:
-        raise ValueError(f"unknown encoder kind {kind!r}; known: {', '.join(encoder_kinds())} "
-                         "(register it with register_encoder in a plugin module: docs/architecture.md)")
-    return _KINDS[kind]
+    _register_builtin()
+    return look_up(_KINDS, kind, "encoder kind",
+                   "register it with register_encoder in a plugin module: docs/architecture.md")
 
 
 def encoder_kinds() -> tuple[str, ...]:
