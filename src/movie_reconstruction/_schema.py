@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STAGES = ("extract", "build", "train", "reconstruct", "controls", "run")
+NONE_WORDS = ("none", "off")  # what None is written as
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class SettingInfo:
                          f"{_number(self.high) if self.high is not None else '...'}")
         parts.append(f"default {format_value(self.default)}")
         return "; ".join(parts)
+
+    def parse(self, text: str):
+        """The value ``text`` stands for, as the command line and the widgets' text fields write it:
+        comma-separated for several values, "none" (or "off") for None where that is allowed.
+        :class:`ValueError` when it does not read as the setting's kind."""
+        if self.optional and text.strip().lower() in NONE_WORDS:
+            return None
+        if self.several:
+            return tuple(self.kind(v.strip()) for v in text.split(",") if v.strip())
+        return self.kind(text)
 
     def check(self, value) -> None:
         """ValueError naming the setting when ``value`` is out of its range or choices."""

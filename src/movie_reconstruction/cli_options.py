@@ -11,7 +11,6 @@ from ._schema import SettingInfo, nested_replace
 from .errors import InputError
 from .settings import PipelineSettings, read_settings_file, setting_infos
 
-NONE_WORDS = ("none", "off")
 _METAVARS = {int: "N", float: "X", str: "TEXT"}
 
 
@@ -24,15 +23,12 @@ NO_VALUE = _NoValue()
 
 def _value_parser(info: SettingInfo):
     def parse(text: str):
-        if info.optional and text.strip().lower() in NONE_WORDS:
-            return NO_VALUE
         try:
-            if info.several:
-                return tuple(info.kind(v.strip()) for v in text.split(",") if v.strip())
-            return info.kind(text)
+            value = info.parse(text)
         except ValueError:
             what = "comma-separated " + info.kind.__name__ + " values" if info.several else "a " + info.kind.__name__
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        return NO_VALUE if value is None else value
 
     parse.__name__ = info.kind.__name__  # argparse names the type in its messages
     return parse

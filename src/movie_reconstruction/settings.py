@@ -27,7 +27,6 @@ from .model.registry import BUILTIN_KIND
 from .reconstruct.config import ReconstructionConfig
 from .reconstruct.controls import RECONSTRUCTING_CONTROLS
 
-CONTROL_VARIANTS = RECONSTRUCTING_CONTROLS  # the shuffled control always runs
 MASK_METHODS = ("readout", "learned", "none")
 
 
@@ -72,9 +71,9 @@ class PipelineSettings:
     trials: tuple[int, ...] | None = setting(None, "trial ids to reconstruct (none: every test trial)",
                                              stage="reconstruct", kind=int, several=True, optional=True)
     controls: bool = setting(True, "run the controls and the neuron-count curve", stage="controls")
-    control_variants: tuple[str, ...] = setting(CONTROL_VARIANTS, "the reconstructing controls (the shuffled one "
-                                                                  "costs nothing and always runs)", stage="controls",
-                                                several=True, choices=CONTROL_VARIANTS)
+    control_variants: tuple[str, ...] = setting(
+        RECONSTRUCTING_CONTROLS, "the reconstructing controls (the shuffled one costs nothing and always runs)",
+        stage="controls", several=True, choices=RECONSTRUCTING_CONTROLS)
     neuron_counts: tuple[int, ...] | None = setting(None, "neuron counts for the curve (none: 1/8, 1/4, 1/2)",
                                                     stage="controls", kind=int, several=True, optional=True, low=1)
     overwrite: bool = setting(False, "replace results made from other input, models or settings", stage="run")

@@ -36,11 +36,9 @@ def _parse(info: SettingInfo, widget):
     if not isinstance(widget, LineEdit):
         return value
     text = str(value).strip()
-    if info.optional and text.lower() in ("", "none", "off"):
+    if info.optional and not text:  # an emptied field means none
         return None
-    if info.several:
-        return tuple(info.kind(v.strip()) for v in text.split(",") if v.strip())
-    return info.kind(text)
+    return info.parse(text)
 
 
 class SettingsForm(Container):

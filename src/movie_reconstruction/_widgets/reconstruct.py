@@ -100,9 +100,6 @@ class ReconstructWidget(Container):
             changes["reconstruction.blur_sigma"] = None
         return nested_replace(PipelineSettings(), changes)
 
-    def config(self):
-        return self.settings().reconstruction
-
     def run(self, *_):
         from ..errors import InputError
         from ._common import notify_error
