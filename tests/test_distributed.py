@@ -96,13 +96,16 @@ def _job(x):
 
 @pytest.mark.parametrize("where", ["serial", "dask"])
 def test_failed_task_is_reported_and_the_rest_kept(where, client):
-    done = {}
+    done, messages = {}, []
     tasks = [Task(i, _job, (i,), label=f"item {i}") for i in range(6)]
     report = run(run_tasks(tasks, lambda k, v: done.__setitem__(k, v), client=client if where == "dask" else None,
-                           retries=1, stage="test"))
+                           retries=1, stage="test"), on_progress=lambda event: messages.append(event.message))
     assert done == {0: 0, 1: 1, 2: 4, 4: 16, 5: 25}
     assert [f.key for f in report.failed] == [3] and "simulated crash on item 3" in report.failed[0].error
     assert not report.ok
+    # the progress line of each task tells the truth (Dask's status once read after release() said "failed")
+    assert [m for m in messages if m.endswith(": failed")] == ["item 3: failed"]
+    assert {f"item {i}: done" for i in (0, 1, 2, 4, 5)} <= set(messages)
 
 
 def _flaky(attempts_file, failures):

@@ -109,7 +109,9 @@ def _run_serial(tasks, on_done, retries, stage) -> Job[TaskReport]:
             on_done(task.key, result)
             report.finished.append(task.key)
             break
-        yield Progress(stage, (number + 1) * 1000, len(tasks) * 1000, f"{task.label}: done", context=dict(task.context))
+        outcome = "failed" if report.failed and report.failed[-1].key == task.key else "done"
+        yield Progress(stage, (number + 1) * 1000, len(tasks) * 1000, f"{task.label}: {outcome}",
+                       context=dict(task.context))
     return report
 
 
@@ -135,7 +137,8 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
     try:
         for future in as_completed(list(futures)):
             task = futures[future]
-            if future.status != "finished":  # an error after its retries, or cancelled by the cluster
+            finished = future.status == "finished"  # read before release(), which changes the status
+            if not finished:  # an error after its retries, or cancelled by the cluster
                 exc = future.exception() if future.status == "error" else RuntimeError(f"task {future.status}")
                 if isinstance(exc, InputError):
                     raise exc
@@ -145,7 +148,7 @@ def _run_dask(tasks, on_done, client, retries, stage) -> Job[TaskReport]:
                 report.finished.append(task.key)
             future.release()
             done += 1
-            yield Progress(stage, done, len(tasks), f"{task.label}: {'done' if future.status == 'finished' else 'failed'}",
+            yield Progress(stage, done, len(tasks), f"{task.label}: {'done' if finished else 'failed'}",
                            context=dict(task.context))
     finally:
         pending = [f for f in futures if not f.done()]
