@@ -7,7 +7,8 @@ and pupil dilation scale each neuron ``i`` by ``exp(running_i tanh(running / 10)
 pupil_i (pupil - 20) / 8)``. An encoder (``movie_reconstruction.model.Encoder``) has a term for
 each: the shifter moves all read points with the pupil position, and the gain network scales
 each neuron with running and pupil size. Over the recorded behaviour of the dataset's test
-trials (every frame of them), this reports for each encoder, and for the ensemble's mean:
+trials (every frame of them), this reports for each encoder, and for the ensemble (the members'
+mean displacement, fitted as one shifter, and their mean per-neuron coefficients):
 
 (a) the shifter's eye-position effect: the read-point displacement, in pixels of the frame
     (36x64), regressed on ``pupil_x`` and ``pupil_y`` (least squares with an intercept): the
@@ -101,9 +102,18 @@ def shifter_slope(encoder, behavior: np.ndarray, channels) -> dict:
     """Least-squares fit ``displacement_px = intercept + slope @ (pupil_x, pupil_y)`` over the
     frames of ``behavior (C, F)``: ``slope`` (2, 2) in pixels per unit of pupil_center (rows:
     displacement x, y; columns: pupil_x, pupil_y), ``intercept`` (2,) and ``r2`` (2,)."""
+    return slope_fit(read_shift_px(encoder, behavior, channels), pupil_position(behavior, channels))
+
+
+def pupil_position(behavior: np.ndarray, channels) -> np.ndarray:
+    """``(F, 2)`` pupil_x, pupil_y of ``behavior (C, F)``, by name."""
     channels = tuple(channels)
-    shift = read_shift_px(encoder, behavior, channels).astype(np.float64)
-    pupil = np.stack([behavior[channels.index(c)] for c in PUPIL_POSITION], 1).astype(np.float64)
+    return np.stack([behavior[channels.index(c)] for c in PUPIL_POSITION], 1).astype(np.float64)
+
+
+def slope_fit(shift_px: np.ndarray, pupil: np.ndarray) -> dict:
+    """:func:`shifter_slope`'s fit of displacements ``(F, 2)`` on pupil positions ``(F, 2)``."""
+    shift = np.asarray(shift_px, np.float64)
     design = np.column_stack([np.ones(len(pupil)), pupil])
     coef, *_ = np.linalg.lstsq(design, shift, rcond=None)  # (3, 2)
     residual = shift - design @ coef
@@ -186,10 +196,10 @@ def recorded_behaviour(dataset: Path, tier: str, trials: int | None):
 # ----------------------------------------------------------------------------- the benchmark
 def measure(encoder, behavior, channels, truth) -> dict:
     """One encoder's row: shifter slope and gain sensitivities, against the twin."""
-    row = {"shifter": None, "gain": None}
+    row = {"shifter": None, "gain": None, "shift_px": None}
     if has_shifter(encoder):
-        fit = shifter_slope(encoder, behavior, channels)
-        row["shifter"] = {"slope": fit["slope"].tolist(), "intercept": fit["intercept"].tolist(), "r2": fit["r2"].tolist()}
+        row["shift_px"] = read_shift_px(encoder, behavior, channels)
+        row["shifter"] = _listed(slope_fit(row["shift_px"], pupil_position(behavior, channels)))
     if has_gain(encoder):
         rows = neuron_rows(encoder, truth["unit_ids"])
         coef = gain_sensitivity(encoder, behavior, channels)
@@ -200,13 +210,17 @@ def measure(encoder, behavior, channels, truth) -> dict:
     return row
 
 
-def ensemble_row(rows: list[dict], truth) -> dict:
-    """The members' mean slope and mean per-neuron coefficients, against the twin."""
-    shifted = [r["shifter"] for r in rows if r["shifter"]]
+def _listed(fit: dict) -> dict:
+    return {k: np.asarray(v).tolist() for k, v in fit.items()}
+
+
+def ensemble_row(rows: list[dict], truth, behavior, channels) -> dict:
+    """The members' mean displacement (fitted as one shifter) and mean per-neuron coefficients."""
+    shifted = [r["shift_px"] for r in rows if r["shift_px"] is not None]
     gained = [r["gain"] for r in rows if r["gain"]]
     out = {"shifter": None, "gain": None}
     if shifted:
-        out["shifter"] = {k: np.mean([s[k] for s in shifted], 0).tolist() for k in ("slope", "intercept", "r2")}
+        out["shifter"] = _listed(slope_fit(np.mean(shifted, 0), pupil_position(behavior, channels)))
     if gained and all(np.array_equal(g["rows"], gained[0]["rows"]) for g in gained):
         coef = np.mean([g["coefficients"] for g in gained], 0)
         rows_ = gained[0]["rows"]
@@ -217,7 +231,8 @@ def ensemble_row(rows: list[dict], truth) -> dict:
 
 
 def _f(v, digits=2):
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
+    """A signed number; "n/a" where it is undefined (an encoder whose term never moved)."""
+    return "n/a" if v is None or math.isnan(v) else f"{v:+.{digits}f}"
 
 
 def markdown_table(named_rows, gaze_px: float) -> str:
@@ -229,8 +244,9 @@ def markdown_table(named_rows, gaze_px: float) -> str:
     ]
     for name, row in named_rows:
         s, g = row["shifter"], row["gain"]
+        r2 = ", ".join("no shift" if v is None or math.isnan(v) else f"{v:.2f}" for v in s["r2"]) if s else ""
         shift = (f"{_f(s['slope'][0][0])} | {_f(s['slope'][1][1])} | {_f(s['slope'][0][1])}, {_f(s['slope'][1][0])} | "
-                 f"{s['r2'][0]:.2f}, {s['r2'][1]:.2f}") if s else "no shifter | | |"
+                 f"{r2}") if s else "no shifter | | |"
         gain = (f"{_f(g['running_r'])} | {_f(g['running_scale'])} | {_f(g['pupil_r'])} | {_f(g['pupil_scale'])}"
                 if g else "no gain network | | |")
         lines.append(f"| {name} | {shift} | {gain} |")
@@ -265,7 +281,7 @@ def main(argv=None):
         encoder = load_encoder(path)
         named.append((Path(path).name, measure(encoder, behavior, channels, truth)))
     if len(named) > 1:
-        named.append((f"ensemble mean ({len(named)})", ensemble_row([r for _, r in named], truth)))
+        named.append((f"ensemble mean ({len(named)})", ensemble_row([r for _, r in named], truth, behavior, channels)))
     header = (f"Dataset `{a.dataset}`: behaviour of {n_trials} {a.tier} trials ({behavior.shape[1]} frames); "
               f"twin gaze {truth['gaze_px']:g} px per unit of pupil_center, so the truth's read-point "
               f"displacement is {-truth['gaze_px']:+g} px per unit (read where the retina's content came from). "
