@@ -12,6 +12,12 @@ neuron-count curve for each. It prints markdown tables and, with ``--markdown``,
 to a file. The paper's figures (Bauer et al. 2025, 7-model ensemble, real mice) are shown
 beside ours for orientation; they are not the same data.
 
+The oracle follows the dataset's kind: a plain twin (running gain), or one made with
+``--behaviour-effects`` (the eye moves the image on the retina, each neuron has its own running
+and pupil gain). Reconstruction gives every model the behaviour channels it names, by name
+(``reconstruct.inputs.behavior_for``): ``running`` for the plain oracle, ``pupil, running,
+pupil_x, pupil_y`` for the behaviour one.
+
 Example (hours on 2 CPU cores, minutes on a GPU)::
 
     PYTHONPATH=src python benchmarks/reconstruct_quality.py --checkpoints runs/ens/model_* \
