@@ -105,11 +105,15 @@ def finish_snapshots(model, facts: RunFacts, keeper, history: list[dict]) -> lis
         member.load_state_dict(snapshot.state)
         where = "the end of the main phase" if snapshot.phase == 0 else f"the end of learning-rate cycle {snapshot.phase}"
         outcome = Outcome(
-            history=history[: snapshot.epochs + 1], best_epoch=history[snapshot.epochs]["epoch"],
-            best_val_corr=snapshot.val_corr, stopped_because=f"snapshot {snapshot.phase + 1} of {keeper.members}: {where}",
-            stop_reason=SNAPSHOT, seconds=snapshot.seconds, cpu_seconds=snapshot.cpu_seconds,
-            frames_seen=snapshot.frames_seen, snapshot=snapshot_record(keeper, snapshot.phase, facts.training["max_epochs"],
-                                                                      snapshot.ended_by),
+            history=history[: snapshot.epochs + 1],
+            best_epoch=history[snapshot.epochs]["epoch"],
+            best_val_corr=snapshot.val_corr,
+            stopped_because=f"snapshot {snapshot.phase + 1} of {keeper.members}: {where}",
+            stop_reason=SNAPSHOT,
+            seconds=snapshot.seconds,
+            cpu_seconds=snapshot.cpu_seconds,
+            frames_seen=snapshot.frames_seen,
+            snapshot=snapshot_record(keeper, snapshot.phase, facts.training["max_epochs"], snapshot.ended_by),
         )
         members.append(finish_model(member, facts, outcome))
     return members
