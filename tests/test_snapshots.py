@@ -155,13 +155,14 @@ def test_a_stop_before_any_snapshot_keeps_the_best_validated_state_as_member_0()
 def test_a_time_budget_ends_the_phases_on_the_clock():
     """A budget far shorter than the epochs: every phase ends by its share of the clock."""
     recording = simulated_recording(n_trials=5)
+    # phases of 3, 1.5 and 1.5 s: far longer than a validation of the tiny model, even on a busy machine
     training = TrainConfig(max_epochs=10_000, steps_per_epoch=3, clip_frames=20, lr=1e-2, patience=1,
-                           max_minutes=0.05)
+                           max_minutes=0.1, snapshot_cycle_fraction=0.25)
     result, _ = _run_snapshots(recording, training)
     assert len(result.members) == 3
     assert [m.encoder.training_metrics["snapshot"]["ended_by"] for m in result.members] == ["time budget"] * 3
     seconds = [m.seconds for m in result.members]
-    assert seconds[0] < seconds[1] < seconds[2] and seconds[0] == pytest.approx(0.7 * 3.0, abs=1.5)
+    assert seconds[0] < seconds[1] < seconds[2] and seconds[0] == pytest.approx(0.5 * 6.0, abs=1.5)
 
 
 # ------------------------------------------------------------------------------ the stage, the command line

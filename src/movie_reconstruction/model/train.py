@@ -286,6 +286,9 @@ def train_encoder(
         if stop_reason != STOPPED_BY_USER and keeper.last_phase_trained():
             keep_snapshot()  # the run ended (epochs or clock) just after validating its last phase
         members = finish_snapshots(model, facts, keeper, records)
+        if stop_reason != STOPPED_BY_USER and len(members) < snapshots:  # a phase had no time left to train
+            _log.warning("the time budget left no time for some learning-rate cycles: %d of %d snapshots made",
+                         len(members), snapshots)
         if members:
             return dataclasses.replace(members[-1], members=members)
     # One model, or a snapshot run stopped before its first member: the best validated state.
