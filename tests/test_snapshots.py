@@ -296,3 +296,13 @@ def test_the_setting_is_in_the_train_widget_and_the_docs():
     assert {i.name for i in setting_infos(("train",)) if i.advanced} - {"init_core"} <= shown
     docs = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text(encoding="utf-8")
     assert "`ensemble_method` | `--ensemble-method`" in docs and settings_table() in docs
+
+
+def test_the_front_ends_name_the_snapshot_being_made():
+    from movie_reconstruction._widgets._job_status import member_words, status_line
+    from movie_reconstruction.progress import Progress
+
+    assert member_words({"member": 1, "members": 3, "snapshot": True}) == "snapshot 2/3"
+    assert member_words({"member": 1, "members": 3}) == "model 2/3"
+    line = status_line(Progress("train", 500, 1000, "x", context={"member": 0, "members": 3, "snapshot": True}))
+    assert "snapshot 1/3" in line and "50%" in line
