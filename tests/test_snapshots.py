@@ -306,3 +306,16 @@ def test_the_front_ends_name_the_snapshot_being_made():
     assert member_words({"member": 1, "members": 3}) == "model 2/3"
     line = status_line(Progress("train", 500, 1000, "x", context={"member": 0, "members": 3, "snapshot": True}))
     assert "snapshot 1/3" in line and "50%" in line
+
+
+def test_a_settings_file_chooses_the_method_and_refuses_others(tmp_path):
+    from movie_reconstruction.errors import InputError
+    from movie_reconstruction.settings import read_settings_file
+
+    path = tmp_path / "s.toml"
+    path.write_text('ensemble_method = "snapshots"\n[training]\nsnapshot_cycle_fraction = 0.2\n')
+    settings = read_settings_file(path)
+    assert settings.ensemble_method == "snapshots" and settings.training.snapshot_cycle_fraction == 0.2
+    path.write_text('ensemble_method = "swa"\n')
+    with pytest.raises(InputError, match="ensemble_method must be one of"):
+        read_settings_file(path)
