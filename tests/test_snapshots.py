@@ -319,3 +319,19 @@ def test_a_settings_file_chooses_the_method_and_refuses_others(tmp_path):
     path.write_text('ensemble_method = "swa"\n')
     with pytest.raises(InputError, match="ensemble_method must be one of"):
         read_settings_file(path)
+
+
+def test_a_snapshot_ensemble_trains_as_one_task_on_a_dask_cluster(results):
+    """The members come back from the worker as one task's result and are written here."""
+    pytest.importorskip("distributed")
+    from movie_reconstruction.distributed import dask_client
+    from movie_reconstruction.pipeline import PipelineSettings, train_stage, with_changes
+
+    settings = with_changes(PipelineSettings(), n_models=2, device="cpu", training=STAGE_TRAINING,
+                            ensemble_method="snapshots", threads=1)
+    with dask_client(n_workers=2, threads_per_worker=1, processes=True) as client:
+        checkpoints = run(train_stage(results, settings, client=client))
+    assert [p.name for p in checkpoints] == ["model_0", "model_1"]
+    configs = [json.loads((p / "config.json").read_text()) for p in checkpoints]
+    assert [c["training_metrics"]["snapshot"]["member"] for c in configs] == [0, 1]
+    assert all(c["extra"]["worker"].startswith("tcp://") for c in configs)  # it really ran on the cluster
