@@ -431,6 +431,17 @@ def test_train_widget_takes_its_settings_from_the_session_folder(viewer, trained
     assert (train.preset.value, train.ensemble.value, train.epochs.value) == ("small", 2, TINY_TRAINING["max_epochs"])
 
 
+def test_every_advanced_training_setting_is_a_field_of_the_train_widget(viewer):
+    from movie_reconstruction.settings import setting_infos
+
+    train = open_widget(viewer, "Train encoder")
+    wanted = {info.name for info in setting_infos(("train",)) if info.advanced} - {"init_core"}  # "start from"
+    assert wanted <= set(train.advanced.fields), sorted(wanted - set(train.advanced.fields))
+    assert train.settings().ensemble_method == "independent"
+    train.advanced.fields["ensemble_method"].value = "snapshots"
+    assert train.settings().ensemble_method == "snapshots"
+
+
 def test_train_widget_says_what_is_missing(viewer, qtbot):
     train = open_widget(viewer, "Train encoder")
     train.run_button.clicked.emit()

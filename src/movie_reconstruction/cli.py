@@ -152,10 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p, finish = _command(
         sub, "train", commands.cmd_train, "train the encoder ensemble",
-        "Train an ensemble of encoders (one Dask task per member) on RESULTS/recording or on a Sensorium 2023 mouse "
-        "folder. Checkpoints go to RESULTS/models; members already trained with the same settings are kept.",
+        "Train an ensemble of encoders (one Dask task per member; with --ensemble-method snapshots, one task with all "
+        "the workers' threads) on RESULTS/recording or on a Sensorium 2023 mouse folder. Checkpoints go to "
+        "RESULTS/models; members already trained with the same settings are kept.",
         "  movie-recon train results/\n"
         "  movie-recon train results/ --models 7 --preset large --device cuda --scheduler none\n"
+        "  movie-recon train results/ --models 3 --max-minutes 20 --ensemble-method snapshots   # one run, all threads\n"
         "  movie-recon train results/ --recording sensorium/dynamic29515-10-12-Video-full\n"
         "  movie-recon train results/ --scheduler tcp://10.0.0.5:8786\n"
         "  movie-recon train results/ --plugin my_lab.encoders --encoder-kind pooled-linear --loss mse",

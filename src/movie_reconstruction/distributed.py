@@ -1,11 +1,11 @@
 """Run the embarrassingly parallel work as Dask tasks: trials x ensemble members for
-reconstruction, ensemble members for training.
+reconstruction, ensemble members for training (or one task for a snapshot ensemble).
 
 The unit of work is a job generator of picklable arguments (:func:`reconstruct_member_job`,
-:func:`train_member_job`), so the same task runs in this process (``client=None``: the serial
-path, with live progress) or to the end on any ``dask.distributed`` cluster: a :class:`LocalCluster`
-sized to the machine by default, or an existing scheduler given by address (for example one
-started with dask-jobqueue on SLURM).
+:func:`train_member_job`, :func:`train_snapshots_job`), so the same task runs in this process
+(``client=None``: the serial path, with live progress) or to the end on any ``dask.distributed``
+cluster: a :class:`LocalCluster` sized to the machine by default, or an existing scheduler given
+by address (for example one started with dask-jobqueue on SLURM).
 
 What workers need:
 
@@ -39,13 +39,18 @@ from .progress import Job
 from .task_runner import DEFAULT_RETRIES, Task, TaskFailure, TaskReport, TasksFailed, run_tasks  # noqa: F401 - re-exported
 
 # ------------------------------------------------------------------------------------ clusters
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def local_cluster_size(memory_per_worker_gib: float = 2.0) -> tuple[int, int]:
     """(workers, threads per worker) for this machine: one single-threaded worker per core,
     fewer if memory would run short (torch uses the worker's one thread; processes avoid the GIL)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     try:
         import psutil
 
@@ -258,6 +263,40 @@ def train_member_job(
     with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
         folder = save_encoder(result.encoder, Path(tmp) / "model", extra={"seed": int(seed), "worker": _worker_name()})
         return CheckpointBlob.read(folder)
+
+
+def train_snapshots_job(
+    recording_path: str | Path,
+    seed: int,
+    preset: str = "small",
+    training: dict | None = None,
+    members: int = 3,
+    *,
+    device: str | None = "auto",
+    threads: int | None = None,
+    init_core=None,
+    kind: str | None = None,
+    stop=None,
+) -> Job[list[CheckpointBlob]]:
+    """Train a snapshot ensemble of ``members`` in one run (``model.snapshots``) on the recording
+    folder; returns the members' checkpoints as bytes, in order (fewer when ``stop`` ended the run
+    early: the snapshots made so far, at least one). ``threads`` is capped at this machine's cores:
+    the threads of several workers given to one task would otherwise oversubscribe a small machine."""
+    from .io.sensorium import read_sensorium
+    from .model import BUILTIN_KIND, TrainConfig, save_encoder
+    from .model.train import train_encoder_within_memory
+
+    recording = read_sensorium(recording_path)
+    config = TrainConfig.preset(preset).replace(**(training or {})).replace(seed=int(seed))
+    with torch_threads(min(threads, available_cores()) if threads else None):
+        result = yield from train_encoder_within_memory(recording, preset, config, device=device, init_core=init_core,
+                                                        kind=kind or BUILTIN_KIND, stop=stop, snapshots=int(members))
+    blobs = []
+    with tempfile.TemporaryDirectory(prefix="movie-recon-train-") as tmp:
+        for k, member in enumerate(result.members or [result]):
+            extra = {"seed": int(seed), "worker": _worker_name(), "ensemble_method": "snapshots"}
+            blobs.append(CheckpointBlob.read(save_encoder(member.encoder, Path(tmp) / f"model_{k}", extra=extra)))
+    return blobs
 
 
 def _worker_name() -> str:

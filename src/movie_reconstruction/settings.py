@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._schema import SettingInfo, check_all, described_fields, format_value, nested_replace, setting
 from .losses import DEFAULT_LOSS
-from .model.config import PRESETS, TrainConfig
+from .model.config import ENSEMBLE_METHODS, PRESETS, TrainConfig
 from .model.registry import BUILTIN_KIND
 from .reconstruct.config import ReconstructionConfig
 from .reconstruct.controls import RECONSTRUCTING_CONTROLS
@@ -52,8 +52,14 @@ class PipelineSettings:
                           stage="train", choices=PRESETS)
     max_epochs: int | None = setting(None, "maximum epochs per model (none: the preset's)", stage="train", kind=int,
                                      low=1, high=100000, optional=True, flag="--epochs")
-    max_minutes: float | None = setting(None, "wall-clock budget per model (none: no budget)", stage="train",
-                                        kind=float, unit="min", low=0.01, high=100000.0, optional=True)
+    max_minutes: float | None = setting(None, "wall-clock budget per model (none: no budget); with snapshots, for "
+                                              "the whole run", stage="train", kind=float, unit="min", low=0.01,
+                                        high=100000.0, optional=True)
+    ensemble_method: str = setting("independent", "independent: each member trained on its own (in parallel on "
+                                                  "the workers); snapshots: one run with the whole budget and all "
+                                                  "threads, its members the ends of a main phase and of short "
+                                                  "learning-rate cycles (docs/encoder.md)",
+                                   stage="train", choices=ENSEMBLE_METHODS, advanced=True)
     init_core: str | None = setting(None, "'bundled' pretrained core, or a core/checkpoint path (none: from scratch)",
                                     stage="train", kind=str, optional=True, advanced=True)
     encoder_kind: str = setting(BUILTIN_KIND, "the registered encoder kind to train (a plugin may add others)",

@@ -79,13 +79,19 @@ class RemainingTime:
         return elapsed * (1.0 - fraction) / done
 
 
+def member_words(context: dict) -> str:
+    """e.g. "model 2/3", or "snapshot 2/3" for the member a snapshot run is making."""
+    kind = "snapshot" if context.get("snapshot") else "model"
+    return f"{kind} {int(context['member']) + 1}/{int(context['members'])}"
+
+
 def _where(context: dict) -> list[str]:
     """The origin of an event (Progress.context) as words: which trial, which ensemble member."""
     parts = []
     if "trial_id" in context:
         parts.append(f"trial {context['trial_id']}")
     if "member" in context and "members" in context:
-        parts.append(f"model {int(context['member']) + 1}/{int(context['members'])}")
+        parts.append(member_words(context))
     if "positions" in context and "trial_id" not in context:
         parts.append(f"{len(context['positions'])} trials at once")
     return parts

@@ -45,6 +45,7 @@ class TrainingReadout:
         self.curves: dict[int, list[tuple[int, float]]] = {}
         self.members = 0
         self.best: dict[int, float] = {}
+        self.kind = "model"  # "snapshot" while a snapshot run makes the members
 
     def add(self, event) -> bool:
         """Take one progress event; True when it carried a validation correlation."""
@@ -53,6 +54,7 @@ class TrainingReadout:
             return False
         member = int(where["member"])
         self.members = max(self.members, int(where.get("members", member + 1)))
+        self.kind = "snapshot" if where.get("snapshot") else "model"
         curve = self.curves.setdefault(member, [])
         epoch = int(metrics["epoch"])
         curve[:] = [point for point in curve if point[0] != epoch] + [(epoch, float(metrics["val_corr"]))]
@@ -66,5 +68,5 @@ class TrainingReadout:
             points = self.curves[member][-MAX_EPOCHS_SHOWN:]
             values = " ".join(f"{epoch}:{r:.2f}" for epoch, r in points)
             best = f" (best {self.best[member]:.3f})" if member in self.best else ""
-            lines.append(f"model {member + 1}/{self.members}: {values}{best}")
+            lines.append(f"{self.kind} {member + 1}/{self.members}: {values}{best}")
         return "\n".join(lines) if self.curves else ""

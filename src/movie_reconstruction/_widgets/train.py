@@ -7,12 +7,23 @@ import threading
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..model.config import PRESETS
-from ..settings import setting_infos_named
+from ..settings import setting_infos, setting_infos_named
 from ._common import JobRunner, device_summary, job_buttons
+from ._job_status import member_words
 from ._session import results_folder_to_write, session_for
 from ._settings_form import SettingsForm
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+# Train-stage settings this widget has fields of its own for; the stage's other advanced settings,
+# and these run settings, make its advanced section (from the settings schema, so a new one shows up).
+OWN_FIELDS = ("init_core",)
+RUN_SETTINGS = ("loss", "seed", "threads")
+
+
+def advanced_settings():
+    """The settings of the advanced section: the train stage's advanced ones, then the run's."""
+    stage = [info for info in setting_infos(("train",)) if info.advanced and info.name not in OWN_FIELDS]
+    return stage + setting_infos_named(RUN_SETTINGS)
 
 
 class TrainEncoderWidget(Container):
@@ -30,9 +41,10 @@ class TrainEncoderWidget(Container):
         self.device_label = Label(value="")
         self.epochs = SpinBox(label="max epochs", value=40, min=1, max=1000)
         self.minutes = FloatSpinBox(label="time budget per model (min)", value=0.0, min=0.0, max=10000.0, step=1.0,
-                                    tooltip="0: no budget; training stops at max epochs or when it stops improving")
+                                    tooltip="0: no budget; training stops at max epochs or when it stops improving. "
+                                            "With the snapshots ensemble method: the whole run's budget")
         self.init_core = ComboBox(label="start from", choices=self._core_choices)
-        self.advanced = SettingsForm(setting_infos_named(("mask_method", "encoder_kind", "loss", "seed", "threads")))
+        self.advanced = SettingsForm(advanced_settings())
         self.readout = Label(value="")
         self.stop_button = PushButton(text="Stop early (keep best)")
         self.run_button, self.cancel_button, self.status = job_buttons("Train encoder")
@@ -76,6 +88,8 @@ class TrainEncoderWidget(Container):
             self.preset.value = trained["preset"]
         if trained.get("n_models"):
             self.ensemble.value = int(trained["n_models"])
+        if trained.get("ensemble_method") in self.advanced.fields["ensemble_method"].choices:
+            self.advanced.fields["ensemble_method"].value = trained["ensemble_method"]
         epochs = (trained.get("training") or {}).get("max_epochs")
         if epochs:
             self.epochs.value = int(epochs)
@@ -139,7 +153,7 @@ class TrainEncoderWidget(Container):
         def event(ev):
             m = ev.metrics
             if "val_corr" in m or "best_val_corr" in m:
-                parts = [f"model {ev.context['member'] + 1}/{ev.context['members']}" if "member" in ev.context else ev.stage]
+                parts = [member_words(ev.context) if "member" in ev.context else ev.stage]
                 if "epoch" in m:
                     parts.append(f"epoch {int(m['epoch'])}")
                 if "val_corr" in m:

@@ -39,7 +39,7 @@ _WHERE = {
     "EncoderSpec": "registry",
     "encoder_kinds": "registry",
     "register_encoder": "registry",
-    "TrainingResult": "train",
+    "TrainingResult": "training_result",
     "train_encoder": "train",
     "train_ensemble": "train",
 }
@@ -74,4 +74,5 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .pretrained import bundled_core_path, load_core_weights
     from .protocol import EncoderModel
     from .registry import BUILTIN_KIND, EncoderSpec, encoder_kinds, register_encoder
-    from .train import TrainingResult, train_encoder, train_ensemble
+    from .train import train_encoder, train_ensemble
+    from .training_result import TrainingResult

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 PRESETS = ("fast", "small", "large")
+# How an ensemble's members are made: each trained on its own, or as the snapshots of one run (model.snapshots)
+ENSEMBLE_METHODS = ("independent", "snapshots")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,9 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings. ``max_minutes`` stops training cleanly at a wall-clock budget, and
-    the cosine learning-rate decay then runs over that budget if it is shorter than ``max_epochs``."""
+    the cosine learning-rate decay then runs over that budget if it is shorter than ``max_epochs``.
+    For a snapshot ensemble, ``max_epochs`` and ``max_minutes`` are the whole run's, split between
+    its phases."""
 
     max_epochs: int = 40
     patience: int = 6  # epochs without a better validation correlation before stopping
@@ -107,6 +111,17 @@ class TrainConfig:
     # "Readout"); 0 keeps the shared map only.
     rf_offset_lr_scale: float = 0.1
     loss: str = "poisson"  # a name from the loss table (movie_reconstruction.losses)
+    # Snapshot ensembles (model.snapshots; used only when one run makes several members). Each
+    # member after the first costs one learning-rate cycle of this share of the budget (epochs or
+    # minutes). 0.15 leaves the main phase 70 % of the budget with 3 members: in the 20-minute
+    # benchmark (about 20 epochs on 2 cores) the single model was still gaining slowly at its end, so
+    # the main phase needs most of the time, while a cycle of about 3 epochs is enough to
+    # restart, move away and settle again. A first choice, not yet measured on the twin.
+    snapshot_cycle_fraction: float = 0.15
+    # The learning rate a cycle restarts at, as a fraction of the peak: well above the floor (0.05)
+    # the main phase ended at, so the weights leave the previous member's solution, yet low enough
+    # that a short cycle recovers from the restart (a full restart would need a long cycle).
+    snapshot_restart_lr: float = 0.3
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -11,6 +11,13 @@ To stop early *and keep the result*, set the ``stop`` event (any object with ``i
 the best model so far is returned. Closing the generator cancels without a result; it takes
 effect at the next event, so within about one training step of the interval.
 
+With ``snapshots=n`` one run makes an ensemble of ``n`` (:mod:`.snapshots`): a main phase and
+``n - 1`` short learning-rate cycles, each phase's end validated and kept as a member; the
+result's ``members`` holds them. Early stopping does not apply there (every phase has to run for
+its member to exist), and a stop request keeps the members made so far (or, before the first,
+the best validated state as member 0). Its progress events carry the member being made in
+``Progress.context`` (``member``, ``members``, ``snapshot``).
+
 Each result carries its :class:`~.budget.TrainingBudget` (epochs run against planned, why it
 stopped, seconds per epoch, and whether the time budget starved it), also saved in the
 checkpoint's training metrics.
@@ -19,53 +26,39 @@ The encoder is built by a registered encoder kind (:mod:`.registry`; the built-i
 default), and everything architecture-specific (learning-rate factors, frozen parts, burn-in)
 comes through the encoder contract's optional members (:mod:`.protocol`). The data side (trial
 split, trials in memory, batched validation predictions) is in :mod:`.training_data`, the
-settings and the new encoder a run starts from in :mod:`.training_setup`.
+settings and the new encoder a run starts from in :mod:`.training_setup`, the learning-rate
+schedule in :mod:`.snapshots`, and the result and its training metrics in :mod:`.training_result`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress
-from .budget import EARLY_STOPPING, EPOCH_LIMIT, STOPPED_BY_USER, TIME_BUDGET, TrainingBudget, describe_budget
-from .config import EncoderConfig, TrainConfig
+from .budget import EARLY_STOPPING, EPOCH_LIMIT, STOPPED_BY_USER, TIME_BUDGET
+from .config import ENSEMBLE_METHODS, EncoderConfig, TrainConfig
 from .registry import BUILTIN_KIND
+from .snapshots import SnapshotKeeper, learning_rate_schedule
 from .training_data import TrialData, hash_header, prediction_groups, split_positions
+from .training_result import Outcome, RunFacts, TrainingResult, finish_model, finish_snapshots, now_since, snapshot_record
 from .training_setup import new_encoder, resolve_configs
+
+__all__ = ["TrainingResult", "train_encoder", "train_encoder_within_memory", "train_ensemble"]
 
 _log = logging.getLogger("movie_reconstruction.train")
 
 # The most time between progress events while training: closing the job (napari's Cancel) takes
 # effect at an event, so this bounds how long a cancel waits, besides the step in progress.
 PROGRESS_INTERVAL_SECONDS = 0.5
-
-
-@dataclass
-class TrainingResult:
-    encoder: object  # Encoder, in eval mode on the training device
-    history: list[dict] = field(default_factory=list)  # one entry per epoch
-    best_epoch: int = 0
-    best_val_corr: float = float("nan")
-    stopped_because: str = ""
-    seconds: float = 0.0
-    device: str = "cpu"
-    data_hash: str = ""
-    frames_seen: int = 0
-    cpu_seconds: float = 0.0  # CPU time of this process (all threads) while training
-    budget: TrainingBudget | None = None  # epochs run against planned, why it stopped, starved or not
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames_seen / self.seconds if self.seconds > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------------- training
@@ -83,8 +76,8 @@ class _Heartbeat:
         return True
 
 
-# long: the training loop's schedule, validation, early stopping, time budget, stop checks and
-# best-state keeping share their state; the data side already lives in .training_data.
+# long: the training loop's schedule, validation, early stopping, time budget, stop checks,
+# snapshots and best-state keeping share their state; the data side already lives in .training_data.
 def train_encoder(
     recording,
     config: EncoderConfig | str | None = "small",
@@ -95,6 +88,7 @@ def train_encoder(
     stop=None,
     use_positions: bool = True,
     kind: str = BUILTIN_KIND,
+    snapshots: int = 1,
 ):
     """Train one encoder on ``recording``'s train trials, validating on its validation trials.
 
@@ -107,9 +101,11 @@ def train_encoder(
       replaces ``config``'s. ``training.core_lr_scale`` sets how fast it is fine-tuned (0 freezes it);
     - ``stop``: an object with ``is_set()``; when set, training ends and the best model is returned;
     - ``use_positions``: initialise receptive-field centres from the recording's neuron positions;
-    - ``kind``: the registered encoder kind to train (:func:`~.registry.register_encoder`).
+    - ``kind``: the registered encoder kind to train (:func:`~.registry.register_encoder`);
+    - ``snapshots``: members to make from this one run (:mod:`.snapshots`); 1: one model.
 
-    Yields :class:`Progress`; returns :class:`TrainingResult`.
+    Yields :class:`Progress`; returns :class:`TrainingResult` (with ``snapshots`` > 1: the last
+    member's, with all of them in ``members``).
     """
     # One long function on purpose: the optimiser, the schedule, the budget, the best model and
     # the progress counters are shared by every step; split up, they would travel as a dozen
@@ -137,7 +133,6 @@ def train_encoder(
     hasher = hashlib.sha256()
     hash_header(hasher, recording)
     data = TrialData(recording, train_pos, val_pos, hasher)
-    data_hash = hasher.hexdigest()
     model = new_encoder(kind, recording, data, architecture, config if isinstance(config, str) else None,
                          core_state, use_positions)
     clip = int(min(training.clip_frames, data.lengths.min()))
@@ -153,18 +148,11 @@ def train_encoder(
 
     train_frames = int(data.lengths.sum())
     steps = training.steps_per_epoch or max(1, math.ceil(train_frames / (training.batch_size * (clip - burn_in))))
-    total_steps = steps * training.max_epochs
-    warmup = max(1, int(training.warmup_epochs * steps))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        if deadline is not None:
-            # Under a time budget the decay follows whichever runs out first, epochs or minutes,
-            # so that a run stopped by the clock has still annealed its learning rate.
-            progress = max(progress, 1 - (deadline - budget_clock()) / (60 * training.max_minutes))
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    schedule = learning_rate_schedule(steps, training, snapshots)
+    keeper = SnapshotKeeper(schedule, snapshots)
+    total_steps = schedule.total_steps
+    facts = RunFacts(steps, str(device), [int(recording.trial_ids[i]) for i in train_pos],
+                     [int(recording.trial_ids[i]) for i in val_pos], training.to_dict(), hasher.hexdigest())
 
     step_model = model
     if device.type == "cuda" and training.compile:
@@ -177,6 +165,13 @@ def train_encoder(
 
     def stop_requested() -> bool:
         return stop is not None and stop.is_set()
+
+    def time_fraction() -> float | None:
+        """How much of the time budget is spent (None: no budget)."""
+        return None if deadline is None else 1 - (deadline - budget_clock()) / (60 * training.max_minutes)
+
+    def progress(message: str, metrics: dict) -> Progress:
+        return Progress("training", global_step, total_steps, keeper.label() + message, metrics, context=keeper.context())
 
     def validate(epoch: int, interruptible: bool):
         """Yields progress between forward passes; returns the mean validation correlation, or
@@ -193,9 +188,15 @@ def train_encoder(
             if interruptible and stop_requested():
                 return None
             if heartbeat.due():
-                yield Progress("training", global_step, total_steps, f"epoch {epoch}: validating", {"epoch": epoch})
+                yield progress(f"epoch {epoch}: validating", {"epoch": epoch})
         validation_seconds.append(time.perf_counter() - validation_started)
         return float(per_neuron_correlation(predictions, [r.cpu().numpy() for r in responses]).mean())
+
+    def keep_snapshot() -> None:
+        """The state just validated becomes the member of the phase in progress."""
+        seconds, cpu_seconds = now_since(started, cpu_started)
+        keeper.take(copy.deepcopy(model.state_dict()), global_step, time_fraction(), epochs=len(records) - 1,
+                    val_corr=records[-1]["val_corr"], seconds=seconds, cpu_seconds=cpu_seconds, frames_seen=frames_seen)
 
     if training.budget_clock not in ("wall", "process"):
         raise ValueError(f"budget_clock must be 'wall' or 'process', got {training.budget_clock!r}")
@@ -213,14 +214,15 @@ def train_encoder(
     records.append({"epoch": 0, "loss": float("nan"), "val_corr": initial, "lr": 0.0,
                     "seconds": time.perf_counter() - started, "validation_seconds": validation_seconds[-1]})
     best_corr, best_epoch, best_state = initial, 0, copy.deepcopy(model.state_dict())
-    yield Progress("training", 0, total_steps, f"epoch 0: val corr {initial:.3f}",
-                   {"epoch": 0, "val_corr": initial, "best_val_corr": initial})
+    yield progress(f"epoch 0: val corr {initial:.3f}", {"epoch": 0, "val_corr": initial, "best_val_corr": initial})
 
-    interrupted = False
-    for epoch in range(1, training.max_epochs + 1):
+    interrupted, epoch = False, 0
+    # Until the schedule's last step: a snapshot cuts an epoch short, so epochs alone would end it early.
+    while global_step < total_steps:
+        epoch += 1
         model.train()
         losses = []
-        for _ in range(steps):
+        for _ in range(min(steps, total_steps - global_step)):
             if stop_requested():
                 interrupted, stopped_because, stop_reason = True, "stopped by request", STOPPED_BY_USER
                 break
@@ -228,7 +230,9 @@ def train_encoder(
                 interrupted, stop_reason = True, TIME_BUDGET
                 stopped_because = f"reached the {training.max_minutes:g}-minute {training.budget_clock} budget"
                 break
-            factor = lr_factor(global_step)
+            if losses and keeper.phase_over(global_step, time_fraction()):
+                break  # a member is due: this epoch ends here and is validated, and its state is kept
+            factor = schedule.factor(global_step, time_fraction())
             for g, base in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = base * factor
             video, responses, behavior = data.sample(rng, training.batch_size, clip)
@@ -242,9 +246,10 @@ def train_encoder(
             losses.append(float(loss.detach()))
             frames_seen += video.shape[0] * video.shape[1]
             global_step += 1
+            keeper.step_done()
             if heartbeat.due():
-                yield Progress("training", global_step, total_steps, f"epoch {epoch}",
-                               {"epoch": epoch, "loss": float(np.mean(losses[-10:])), "best_val_corr": best_corr})
+                yield progress(f"epoch {epoch}", {"epoch": epoch, "loss": float(np.mean(losses[-10:])),
+                                                  "best_val_corr": best_corr})
         if not losses or stop_reason == STOPPED_BY_USER:
             break  # a stop request returns the best validated model at once: no validation of a partial epoch
         corr = yield from validate(epoch, interruptible=True)
@@ -266,52 +271,33 @@ def train_encoder(
             best_state = copy.deepcopy(model.state_dict())
         else:
             epochs_without_gain += 1
-        yield Progress("training", global_step, total_steps,
-                       f"epoch {epoch}: loss {record['loss']:.4f}, val corr {corr:.3f}",
+        yield progress(f"epoch {epoch}: loss {record['loss']:.4f}, val corr {corr:.3f}",
                        {"epoch": epoch, "loss": record["loss"], "val_corr": corr, "best_val_corr": best_corr,
                         "lr": record["lr"]})
+        if keeper.phase_over(global_step, time_fraction()):
+            keep_snapshot()
         if interrupted:
             break
-        if epochs_without_gain >= training.patience:
+        if not keeper.is_ensemble and epochs_without_gain >= training.patience:
             stopped_because, stop_reason = f"no better validation correlation for {training.patience} epochs", EARLY_STOPPING
             break
 
+    if keeper.is_ensemble:
+        if stop_reason != STOPPED_BY_USER and keeper.last_phase_trained():
+            keep_snapshot()  # the run ended (epochs or clock) just after validating its last phase
+        members = finish_snapshots(model, facts, keeper, records)
+        if stop_reason != STOPPED_BY_USER and len(members) < snapshots:  # a phase had no time left to train
+            _log.warning("the time budget left no time for some learning-rate cycles: %d of %d snapshots made",
+                         len(members), snapshots)
+        if members:
+            return dataclasses.replace(members[-1], members=members)
+    # One model, or a snapshot run stopped before its first member: the best validated state.
     model.load_state_dict(best_state)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.eval()
-    seconds = time.perf_counter() - started
-    model.training_metrics = {
-        "best_epoch": best_epoch,
-        "best_val_corr": best_corr,
-        "epochs": len(records) - 1,
-        "stopped_because": stopped_because,
-        "stop_reason": stop_reason,
-        "steps_per_epoch": steps,
-        "seconds": seconds,
-        "cpu_seconds": time.process_time() - cpu_started,
-        "device": str(device),
-        "train_trials": [int(recording.trial_ids[i]) for i in train_pos],
-        "validation_trials": [int(recording.trial_ids[i]) for i in val_pos],
-        "training": training.to_dict(),
-        "history": records,
-    }
-    budget = describe_budget(model.training_metrics)
-    model.training_metrics["budget"] = budget.to_dict()
-    model.data_hash = data_hash
-    return TrainingResult(
-        encoder=model,
-        history=records,
-        best_epoch=best_epoch,
-        best_val_corr=best_corr,
-        stopped_because=stopped_because,
-        seconds=seconds,
-        device=str(device),
-        data_hash=data_hash,
-        frames_seen=frames_seen,
-        cpu_seconds=time.process_time() - cpu_started,
-        budget=budget,
-    )
+    seconds, cpu_seconds = now_since(started, cpu_started)
+    snapshot = snapshot_record(keeper, 0, training.max_epochs, stop_reason) if keeper.is_ensemble else None
+    result = finish_model(model, facts, Outcome(records, best_epoch, best_corr, stopped_because, stop_reason, seconds,
+                                                cpu_seconds, frames_seen, snapshot))
+    return dataclasses.replace(result, members=[result]) if keeper.is_ensemble else result
 
 
 def train_encoder_within_memory(recording, config: EncoderConfig | str | None = "small",
@@ -354,14 +340,16 @@ def train_ensemble(
     n_models: int | None = None,
     seeds=None,
     checkpoint_dir: str | Path | None = None,
+    method: str = "independent",
     **kwargs,
 ):
-    """Train ``n_models`` encoders with different seeds, one after another, on one device.
+    """Train ``n_models`` encoders with different seeds, one after another, on one device; with
+    ``method="snapshots"``, as the snapshots of one run (seeded with the first seed; :mod:`.snapshots`).
 
     ``seeds`` defaults to ``training.seed, training.seed + 1, ...``. With ``checkpoint_dir`` each
-    model is saved as ``model_{k}`` there as soon as it is trained, so an interrupted run keeps the
-    finished models. Yields :class:`Progress` (stage ``"model k/n"``); returns a list of
-    :class:`TrainingResult`.
+    model is saved as ``model_{k}`` there as soon as it is trained (a snapshot run's, when the run
+    ends), so an interrupted run keeps the finished models. Yields :class:`Progress` (stage
+    ``"model k/n"``, or ``"snapshots"``); returns a list of :class:`TrainingResult`.
     """
     if isinstance(config, str) and training is None:
         training = TrainConfig.preset(config)
@@ -371,21 +359,26 @@ def train_ensemble(
     seeds = [int(s) for s in seeds]
     if n_models is not None and n_models != len(seeds):
         raise ValueError(f"n_models={n_models} but {len(seeds)} seeds were given")
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(f"method must be one of {ENSEMBLE_METHODS}, got {method!r}")
+    runs = [(seeds[0], len(seeds))] if method == "snapshots" else [(seed, 1) for seed in seeds]
     results = []
-    for k, seed in enumerate(seeds):
-        job = train_encoder_within_memory(recording, config, training.replace(seed=seed), **kwargs)
+    for k, (seed, members) in enumerate(runs):
+        job = train_encoder_within_memory(recording, config, training.replace(seed=seed), snapshots=members, **kwargs)
         while True:
             try:
                 event = next(job)
             except StopIteration as done:
-                results.append(done.value)
+                made = done.value.members if members > 1 else [done.value]
                 break
-            event.stage = f"model {k + 1}/{len(seeds)}"
+            event.stage = "snapshots" if members > 1 else f"model {k + 1}/{len(seeds)}"
             yield event
         if checkpoint_dir is not None:
             from .checkpoint import save_encoder
 
-            save_encoder(results[-1].encoder, Path(checkpoint_dir) / f"model_{k}")
+            for offset, result in enumerate(made):
+                save_encoder(result.encoder, Path(checkpoint_dir) / f"model_{len(results) + offset}")
+        results += made
         stop = kwargs.get("stop")
         if stop is not None and stop.is_set():
             break
