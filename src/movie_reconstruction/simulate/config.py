@@ -147,6 +147,13 @@ class DaqConfig:
     display_lag_s: float = 0.0167  # vsync edge to the photodiode seeing the new frame
     photodiode_noise: float = 0.03  # s.d., in units of the black-to-white step
     photodiode_drift: float = 0.3  # slow change of baseline and gain, same units
+    # the wheel in the DAQ file, from the simulated running speed: "quadrature" (lines wheel_a, wheel_b),
+    # "analog" (wheel_analog) or "" (none: running stays a behaviour file)
+    wheel_encoder: str = "quadrature"
+    wheel_counts_per_rev: int = 4096  # a 1024-line disc, four state changes per line
+    wheel_diameter_cm: float = 20.0
+    wheel_analog_max_volts: float = 5.0
+    wheel_analog_noise_volts: float = 0.01
 
 
 @dataclass(frozen=True)
