@@ -142,7 +142,7 @@ class ImagingConfig:
 class DaqConfig:
     """Raw sync signals in place of timestamp files (``write_sync_signals``), as a lab's DAQ records them."""
 
-    write_sync_signals: bool = False  # timing/daq.h5 (frame clock, vsync, photodiode) and a [sync] manifest section
+    write_sync_signals: bool = False  # timing/daq.h5 (frame clock, vsync, photodiode, wheel) and a [sync] manifest section
     sample_rate_hz: float = 10_000.0
     display_lag_s: float = 0.0167  # vsync edge to the photodiode seeing the new frame
     photodiode_noise: float = 0.03  # s.d., in units of the black-to-white step
