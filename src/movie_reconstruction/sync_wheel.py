@@ -35,9 +35,9 @@ from .sync_report import WheelReport
 
 # 0.2 s: about six imaging frames at 30 Hz and shorter than the ~0.5 s a mouse takes to start or
 # stop running, so onsets keep their shape; long enough that one encoder count (0.015 cm on a
-# 4096-count, 20 cm wheel) moves the speed by under 0.1 cm/s, and the analogue encoder's noise
-# (0.02 V of 5 V per sample at 10 kHz) by ~0.1 cm/s. A straight-line fit is exact for constant acceleration,
-# so a smooth speed change is neither delayed nor flattened; a corner is rounded off by at most
+# 4096-count, 20 cm wheel) moves the speed by under 0.1 cm/s, and analogue noise (0.02 V of 5 V
+# per sample at 10 kHz) by ~0.1 cm/s. A straight-line fit is exact for constant acceleration, so
+# a smooth speed change is neither delayed nor flattened; a corner is rounded off by at most
 # acceleration x window / 8.
 DEFAULT_SMOOTHING_S = 0.2
 POSITION_RATE_HZ = 1000.0  # position kept on a 1 ms grid: far finer than the smoothing, and small
