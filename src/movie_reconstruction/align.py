@@ -340,8 +340,7 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
     one :class:`~movie_reconstruction.traces.Traces` per plane. ``signal`` picks the trace
     (``spks``: deconvolved, the default; ``F``; or ``corrected`` for ``F - 0.7 Fneu``).
     """
-    from .io.behaviour import read_behaviour
-    from .io.daq import session_times
+    from .io.daq import session_behaviour, session_times
     from .io.movies import read_stimulus_movie
 
     movie = read_stimulus_movie(manifest.stimulus_movie, size=manifest.stimulus_size)
@@ -352,7 +351,7 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
                         f"{times.stimulus_source.name} has", "timestamps", manifest.stimulus_movie)
     trials = TrialTable.read_csv(manifest.trials)
     trials.check_against(stimulus_times.size, manifest.trials)
-    tables = [read_behaviour(p, columns=manifest.behaviour_columns) for p in manifest.behaviour_files]
+    tables, sync_report = session_behaviour(manifest, times)  # the [behaviour] files and a [sync] wheel
     offsets = [t.plane_offset for t in traces]
     if len(manifest.plane_offsets) == len(traces) and not any(offsets):
         offsets = manifest.plane_offsets
@@ -379,8 +378,8 @@ def recording_from_manifest(manifest, traces: Sequence, *, signal: str = "spks")
         source=manifest.path,
         allow_unshown_frames=manifest.allow_unshown_frames,
     )
-    if times.sync_report is not None:
-        recording.extra["sync"] = times.sync_report.to_dict()
-        recording.extra["sync_summary"] = times.sync_report.summary()
-        recording.extra["sync_line"] = times.sync_report.one_line()
+    if sync_report is not None:
+        recording.extra["sync"] = sync_report.to_dict()
+        recording.extra["sync_summary"] = sync_report.summary()
+        recording.extra["sync_line"] = sync_report.one_line()
     return recording

@@ -1,5 +1,6 @@
 """What the sync signals said (:class:`SyncReport`): frame-clock pulses, rates, gaps, dropped and
-irregular flips, the display lag, as data (:meth:`SyncReport.to_dict`) and as text for people.
+irregular flips, the display lag, the wheel encoder's counts and distance, as data
+(:meth:`SyncReport.to_dict`) and as text for people.
 :mod:`movie_reconstruction.sync` fills it in."""
 
 from __future__ import annotations
@@ -44,12 +45,35 @@ class StimulusSyncReport:
 
 
 @dataclass
+class WheelReport:
+    """What a wheel encoder's lines gave (:mod:`movie_reconstruction.sync_wheel` fills it in)."""
+
+    encoder: str  # "quadrature" or "analog"
+    circumference_cm: float
+    counts: int | None = None  # quadrature: net counts (forwards minus backwards)
+    transitions: int | None = None  # quadrature: valid state changes, either way
+    invalid_transitions: int = 0  # quadrature: both lines changed at once (not counted)
+    glitches_removed: int = 0  # quadrature: pulses shorter than the debounce time
+    wraps: int | None = None  # analogue: 0..V_max wraps found, either way
+    revolutions: float | None = None  # analogue: net revolutions
+    distance_cm: float = 0.0  # net, forwards positive
+    forwards_cm: float = 0.0
+    backwards_cm: float = 0.0
+    mean_speed_cm_s: float = 0.0  # signed, over the whole recording
+    max_speed_cm_s: float = 0.0  # largest |speed|
+    direction: str = "still"  # "forwards", "backwards", "both" or "still"
+    smoothing_s: float = 0.0
+    frames_outside: int = 0  # frame times outside the DAQ recording (speed held at its edge value)
+
+
+@dataclass
 class SyncReport:
     """What the sync signals said: counts, rates, dropped flips, missing frames."""
 
     imaging: ImagingClockReport | None
     stimulus: StimulusSyncReport | None
     source: str | None = None
+    wheel: WheelReport | None = None
 
     @property
     def dropped_frames(self) -> list[int]:
@@ -61,6 +85,8 @@ class SyncReport:
             lines += _imaging_lines(self.imaging)
         if self.stimulus is not None:
             lines += _stimulus_lines(self.stimulus)
+        if self.wheel is not None:
+            lines += _wheel_lines(self.wheel)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -76,6 +102,9 @@ class SyncReport:
         if self.stimulus is not None:
             parts.append(f"{self.stimulus.n_flips} stimulus flips ({self.stimulus.source}), "
                          f"{len(self.stimulus.dropped)} dropped, {len(self.stimulus.irregular)} irregular")
+        if self.wheel is not None:
+            parts.append(f"wheel ({self.wheel.encoder}) {self.wheel.distance_cm:.0f} cm, {self.wheel.direction}, "
+                         f"max {self.wheel.max_speed_cm_s:.1f} cm/s")
         return "sync: " + "; ".join(parts)
 
 
@@ -117,3 +146,21 @@ def _stimulus_lines(r: StimulusSyncReport) -> list[str]:
         lines.append(f"  {r.glitches_removed} glitch(es) shorter than the debounce time ignored")
     return lines
 
+
+
+def _wheel_lines(r: WheelReport) -> list[str]:
+    if r.encoder == "quadrature":
+        counted = f"{r.counts} net counts from {r.transitions} valid transitions"
+    else:
+        counted = f"{r.revolutions:.2f} net revolutions, {r.wraps} wrap(s)"
+    lines = [f"wheel ({r.encoder}): {counted}; {r.distance_cm:.1f} cm net ({r.forwards_cm:.1f} forwards, "
+             f"{r.backwards_cm:.1f} backwards), direction {r.direction}",
+             f"  speed: mean {r.mean_speed_cm_s:.2f} cm/s, max {r.max_speed_cm_s:.1f} cm/s "
+             f"(straight-line fit over {r.smoothing_s:g} s)"]
+    if r.invalid_transitions:
+        lines.append(f"  {r.invalid_transitions} invalid transition(s) (both lines changed at once) not counted")
+    if r.glitches_removed:
+        lines.append(f"  {r.glitches_removed} pulse(s) shorter than the debounce time removed")
+    if r.frames_outside:
+        lines.append(f"  {r.frames_outside} frame(s) outside the DAQ recording: speed held at its edge value")
+    return lines

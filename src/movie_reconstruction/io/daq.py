@@ -1,4 +1,5 @@
-"""DAQ recordings of sync signals (frame clock, vsync, photodiode) and the manifest's ``[sync]`` section.
+"""DAQ recordings of sync signals (frame clock, vsync, photodiode, wheel encoder) and the manifest's
+``[sync]`` section.
 
 A DAQ file is one of:
 
@@ -17,6 +18,7 @@ Sample 0 is at ``start_time`` seconds on the session clock (an attribute or arra
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..sync import SyncResult, frame_times_from_signals
+from ..sync_report import SyncReport
+from ..sync_wheel import DEFAULT_SMOOTHING_S, WheelResult, decode_analog, decode_quadrature
 
 RATE_NAMES = ("sample_rate", "fs", "sampling_rate", "rate")
 ROLES = ("frame_clock", "vsync", "photodiode")
@@ -53,6 +57,18 @@ class SyncSpec:
     debounce_s: float = 1e-4
     pulses_per_frame: int = 1
     max_display_lag_s: float = 0.1
+    wheel_a: str | None = None  # quadrature encoder: line A (A leading B is forwards)
+    wheel_b: str | None = None
+    wheel_counts_per_rev: int | None = None  # state changes of A and B per revolution (4 x the disc's lines)
+    wheel_analog: str | None = None  # analogue absolute encoder: 0..wheel_analog_max_volts per revolution
+    wheel_analog_max_volts: float | None = None
+    wheel_diameter_cm: float | None = None
+    wheel_smoothing_s: float = DEFAULT_SMOOTHING_S
+    wheel_debounce_s: float = 0.0  # quadrature: drop pulses shorter than this (0: off)
+
+    @property
+    def has_wheel(self) -> bool:
+        return bool(self.wheel_a or self.wheel_b or self.wheel_analog)
 
 
 def _first_attr(attrs, names):
@@ -156,9 +172,58 @@ def parse_sync_section(section: dict, existing, manifest: Path) -> SyncSpec:
         raise InputError(f"unknown [sync] setting(s) {unknown}; known: {sorted(known)}", manifest)
     values = {k: section[k] for k in known if k in section}
     spec = SyncSpec(file=file, **values)
-    if spec.vsync is None and spec.photodiode is None and spec.frame_clock is None:
+    if spec.vsync is None and spec.photodiode is None and spec.frame_clock is None and not spec.has_wheel:
         raise InputError("[sync] names no channel: give frame_clock, and vsync and/or photodiode", manifest)
+    _check_wheel(spec, manifest)
     return spec
+
+
+def _positive(spec: SyncSpec, key: str, manifest: Path, kind=float) -> None:
+    value = getattr(spec, key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (kind is int and value != int(value)):
+        what = "a positive whole number" if kind is int else "a positive number"
+        raise InputError(f"[sync] {key} must be {what}, got {value!r}", manifest)
+
+
+def _check_wheel(spec: SyncSpec, manifest: Path) -> None:
+    """The wheel keys of ``[sync]`` are complete and of one encoder kind."""
+    quadrature, analog = bool(spec.wheel_a or spec.wheel_b), bool(spec.wheel_analog)
+    if not quadrature and not analog:
+        given = [k for k in ("wheel_counts_per_rev", "wheel_analog_max_volts", "wheel_diameter_cm") if getattr(spec, k)]
+        if given:
+            raise InputError(f"[sync] gives {given} but no wheel line (wheel_a and wheel_b, or wheel_analog)", manifest)
+        return
+    if quadrature and analog:
+        raise InputError("[sync] names a quadrature wheel (wheel_a, wheel_b) and an analogue one (wheel_analog): keep one",
+                         manifest)
+    if quadrature and not (spec.wheel_a and spec.wheel_b):
+        raise InputError("[sync] a quadrature wheel needs both wheel_a and wheel_b", manifest)
+    needed = ["wheel_diameter_cm", "wheel_counts_per_rev" if quadrature else "wheel_analog_max_volts"]
+    missing = [k for k in needed if getattr(spec, k) is None]
+    if missing:
+        raise InputError(f"[sync] the wheel needs {missing}", manifest)
+    for key in needed + ["wheel_smoothing_s"]:
+        _positive(spec, key, manifest, int if key == "wheel_counts_per_rev" else float)
+    if not isinstance(spec.wheel_debounce_s, (int, float)) or spec.wheel_debounce_s < 0:
+        raise InputError(f"[sync] wheel_debounce_s must be 0 or more (s), got {spec.wheel_debounce_s!r}", manifest)
+
+
+def wheel_from_sync(spec: SyncSpec, frame_times: np.ndarray) -> WheelResult:
+    """Running speed on ``frame_times`` from the wheel encoder the :class:`SyncSpec` names."""
+    names = [spec.wheel_a, spec.wheel_b] if spec.wheel_a else [spec.wheel_analog]
+    daq = read_daq(spec.file, names, sample_rate=spec.sample_rate, channels=spec.channels, dtype=spec.dtype,
+                   start_time=spec.start_time)
+    common = {"diameter_cm": float(spec.wheel_diameter_cm), "frame_times": frame_times,
+              "start_time": daq.start_time, "smoothing_s": float(spec.wheel_smoothing_s)}
+    try:
+        if spec.wheel_a:
+            return decode_quadrature(daq.channels[spec.wheel_a], daq.channels[spec.wheel_b], daq.sample_rate,
+                                     counts_per_rev=int(spec.wheel_counts_per_rev),
+                                     debounce_s=float(spec.wheel_debounce_s), **common)
+        return decode_analog(daq.channels[spec.wheel_analog], daq.sample_rate,
+                             max_volts=float(spec.wheel_analog_max_volts), **common)
+    except InputError as exc:
+        raise InputError(exc.problem, exc.path or spec.file) from None
 
 
 def times_from_sync(spec: SyncSpec, *, n_imaging_frames=None, n_movie_frames=None, stimulus_frame_rate=None) -> SyncResult:
@@ -218,3 +283,28 @@ def session_times(manifest, *, n_imaging_frames: int | None, n_movie_frames: int
         stimulus_source=manifest.stimulus_frame_times or manifest.sync.file,
         sync_report=result.report if result is not None else None,
     )
+
+
+def session_behaviour(manifest, times: SessionTimes) -> tuple[list, SyncReport | None]:
+    """The behaviour tables of a manifest's session and its sync report.
+
+    The tables are the ``[behaviour]`` files and, when ``[sync]`` names a wheel encoder, the
+    running speed decoded from it on the imaging frame times; the report then includes the
+    wheel. A file that also gives ``running`` is refused: neither may silently win.
+    """
+    from .behaviour import BehaviourTable, read_behaviour
+
+    tables = [read_behaviour(p, columns=manifest.behaviour_columns) for p in manifest.behaviour_files]
+    report = times.sync_report
+    if manifest.sync is None or not manifest.sync.has_wheel:
+        return tables, report
+    for table in tables:
+        if "running" in table.channels:
+            raise InputError("gives a 'running' channel and the manifest's [sync] wheel encoder gives one too: "
+                             "remove the file from [behaviour] files (or ignore its column in [behaviour.columns]), "
+                             "or the wheel from [sync]", table.source)
+    wheel = wheel_from_sync(manifest.sync, times.imaging)
+    tables.append(BehaviourTable(wheel.frame_times, {"running": wheel.speed_cm_s}, manifest.sync.file))
+    if report is None:
+        return tables, SyncReport(None, None, str(manifest.sync.file), wheel=wheel.report)
+    return tables, dataclasses.replace(report, wheel=wheel.report)

@@ -98,8 +98,7 @@ def write_session_nwb(manifest_path, target, traces=None, *, raw: bool = True, s
     from pynwb.file import Subject
 
     from ..align import TrialTable
-    from .behaviour import read_behaviour
-    from .daq import session_times
+    from .daq import session_behaviour, session_times
     from .manifest import load_manifest
     from .movies import read_stimulus_movie
 
@@ -124,7 +123,7 @@ def write_session_nwb(manifest_path, target, traces=None, *, raw: bool = True, s
     nwb.add_trial_column("trial_id", "the trial's id in the manifest's trial table")
     for trial_id, start, n, tier in zip(trials.trial_ids, trials.start_frames, trials.n_frames, trials.tiers):
         nwb.add_trial(start_time=times.stimulus[start], stop_time=ends[start + n - 1], tier=str(tier), trial_id=int(trial_id))
-    _behaviour(nwb, [read_behaviour(p, columns=manifest.behaviour_columns) for p in manifest.behaviour_files])
+    _behaviour(nwb, session_behaviour(manifest, times)[0])
     target = Path(target)
     with atomic_path(target) as tmp:
         with NWBHDF5IO(str(tmp), "w") as io:

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--train-videos", nargs="+", default=None, help="video files to cut training clips from")
     parser.add_argument("--test-videos", nargs="+", default=None, help="video files to cut test clips from")
     parser.add_argument("--sync-signals", action="store_true",
-                        help="write the DAQ's raw sync signals (frame clock, vsync, photodiode) instead of timestamp files")
+                        help="write the DAQ's raw sync signals (frame clock, vsync, photodiode, a quadrature wheel "
+                             "encoder) instead of timestamp files and running.csv")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing session folder")
     return parser
 

@@ -142,11 +142,18 @@ class ImagingConfig:
 class DaqConfig:
     """Raw sync signals in place of timestamp files (``write_sync_signals``), as a lab's DAQ records them."""
 
-    write_sync_signals: bool = False  # timing/daq.h5 (frame clock, vsync, photodiode) and a [sync] manifest section
+    write_sync_signals: bool = False  # timing/daq.h5 (frame clock, vsync, photodiode, wheel) and a [sync] manifest section
     sample_rate_hz: float = 10_000.0
     display_lag_s: float = 0.0167  # vsync edge to the photodiode seeing the new frame
     photodiode_noise: float = 0.03  # s.d., in units of the black-to-white step
     photodiode_drift: float = 0.3  # slow change of baseline and gain, same units
+    # the wheel in the DAQ file, from the simulated running speed: "quadrature" (lines wheel_a, wheel_b),
+    # "analog" (wheel_analog) or "" (none: running stays a behaviour file)
+    wheel_encoder: str = "quadrature"
+    wheel_counts_per_rev: int = 4096  # a 1024-line disc, four state changes per line
+    wheel_diameter_cm: float = 20.0
+    wheel_analog_max_volts: float = 5.0
+    wheel_analog_noise_volts: float = 0.01
 
 
 @dataclass(frozen=True)

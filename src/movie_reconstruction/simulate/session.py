@@ -8,7 +8,9 @@ Layout (paths relative to ``session.toml``)::
     timing/imaging_frame_times.npy       float64 s, one per imaging frame (shared clock)
     timing/stimulus_frame_times.npy      float64 s, one per movie frame (photodiode)
     timing/daq.h5                        with DaqConfig.write_sync_signals: the DAQ's frame clock, vsync
-                                         and photodiode in place of the two timestamp files
+                                         and photodiode in place of the two timestamp files, and the
+                                         wheel encoder (DaqConfig.wheel_encoder) in place of running.csv,
+                                         which then goes to ground_truth/
     timing/trials.csv                    trial_id,start_frame,n_frames,tier
     stimulus/movie.npy                   (T, H, W) float32 0..255, every frame shown, in order
     behaviour/running.csv                time,running          (wheel clock)
@@ -186,10 +188,11 @@ def simulate_session_job(
         raw_files = yield from write_tiffs(staged / "raw", blocks, n_imaging, field.shape, config.imaging.frames_per_file)
 
         yield Progress("simulation", 4, 5, "timing, stimulus, behaviour, ground truth")
-        write_timing(staged, timeline.imaging_times, timeline.frame_times, config.daq, rng_daq)
+        write_timing(staged, timeline.imaging_times, timeline.frame_times, config.daq, rng_daq,
+                     running=(behaviour.running_times, behaviour.running))
         _write_trials(staged / "timing/trials.csv", timeline)
         np.save(staged / "stimulus/movie.npy", timeline.movie.astype(np.float32))
-        _write_behaviour(staged / "behaviour", behaviour)
+        _write_behaviour(staged / "behaviour", behaviour, staged / "ground_truth" if _wheel_in_daq(config) else None)
         write_ground_truth(
             staged / "ground_truth", rates, spike_times, spike_neurons, timeline, dff, field, motion, neuropil, bleach, population
         )
@@ -265,8 +268,14 @@ def _write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
     np.savetxt(path, table, delimiter=",", header=",".join(names), comments="", fmt="%.6f")
 
 
-def _write_behaviour(folder: Path, behaviour: Behaviour) -> None:
-    _write_csv(folder / "running.csv", {"time": behaviour.running_times, "running": behaviour.running})
+def _wheel_in_daq(config: SimulationConfig) -> bool:
+    return bool(config.daq.write_sync_signals and config.daq.wheel_encoder)
+
+
+def _write_behaviour(folder: Path, behaviour: Behaviour, running_folder: Path | None = None) -> None:
+    """running.csv and pupil.csv; running.csv in ``running_folder`` when the DAQ's wheel encoder gives running."""
+    running = {"time": behaviour.running_times, "running": behaviour.running}
+    _write_csv((running_folder or folder) / "running.csv", running)
     _write_csv(
         folder / "pupil.csv",
         {"time": behaviour.pupil_times, "pupil": behaviour.pupil, "pupil_x": behaviour.pupil_x, "pupil_y": behaviour.pupil_y},
@@ -280,13 +289,16 @@ def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple
         sync = (
             "[sync]\n# raw DAQ signals in place of timestamp files; see docs/manifest.md\n"
             'file = "timing/daq.h5"\nframe_clock = "frame_clock"\nvsync = "vsync"\nphotodiode = "photodiode"\n'
-            f"refresh_hz = {float(config.stimulus.monitor_refresh_hz)!r}\n\n"
+            f"refresh_hz = {float(config.stimulus.monitor_refresh_hz)!r}\n"
+            f"{_wheel_keys(config.daq)}\n"
         )
     else:
         imaging_times = 'frame_times = "timing/imaging_frame_times.npy"\n'
         stimulus_times = 'frame_times = "timing/stimulus_frame_times.npy"\n'
         sync = ""
     height, width = (int(v) for v in frame_shape)
+    behaviour_files = ('"behaviour/pupil.csv"' if _wheel_in_daq(config)
+                       else '"behaviour/running.csv", "behaviour/pupil.csv"')
     return (
         "# A simulated two-photon session (movie_reconstruction.simulate). Paths are relative to this file.\n"
         "[session]\n"
@@ -303,9 +315,21 @@ def _manifest(config: SimulationConfig, raw_files: list[str], frame_shape: tuple
         f"frame_rate = {float(config.stimulus.frame_rate)!r}\n"
         f"size = [{height}, {width}]\n\n"
         "[behaviour]\n"
-        'files = ["behaviour/running.csv", "behaviour/pupil.csv"]\n\n'
+        f"files = [{behaviour_files}]\n\n"
         f"{sync}"
         "[ground_truth]\n"
         "# The simulation's truth; the pipeline never reads it.\n"
         'folder = "ground_truth"\n'
     )
+
+
+def _wheel_keys(daq) -> str:
+    """The [sync] lines for the simulated wheel encoder ('' without one)."""
+    if not daq.wheel_encoder:
+        return ""
+    if daq.wheel_encoder == "quadrature":
+        lines = f'wheel_a = "wheel_a"\nwheel_b = "wheel_b"\nwheel_counts_per_rev = {int(daq.wheel_counts_per_rev)}\n'
+    else:
+        lines = f'wheel_analog = "wheel_analog"\nwheel_analog_max_volts = {float(daq.wheel_analog_max_volts)!r}\n'
+    return ("# running speed from the wheel encoder (ground_truth/running.csv holds the speed it encodes)\n"
+            f"{lines}wheel_diameter_cm = {float(daq.wheel_diameter_cm)!r}\n")
