@@ -34,10 +34,10 @@ def test_each_command_offers_every_setting_of_its_stages(command, stages):
 
 
 def test_options_reach_the_nested_reconstruction_settings():
-    settings = _parse("reconstruct", "results", "--learning-rate", "3", "--jitter", "1", "--no-early-stopping",
+    settings = _parse("reconstruct", "results", "--learning-rate", "3", "--jitter", "2", "--no-early-stopping",
                       "--trials", "3,7", "--blur-sigma", "none", "--optimizer", "momentum")
     r = settings.reconstruction
-    assert (r.learning_rate, r.jitter, r.early_stopping, r.blur_sigma, r.optimizer) == (3.0, 1, False, None, "momentum")
+    assert (r.learning_rate, r.jitter, r.early_stopping, r.blur_sigma, r.optimizer) == (3.0, 2, False, None, "momentum")
     assert settings.trials == (3, 7)
     unchanged = _parse("reconstruct", "results")
     assert unchanged == PipelineSettings()
@@ -56,9 +56,9 @@ def test_out_of_range_values_are_refused_with_the_settings_name(capsys):
 def test_a_settings_file_sets_defaults_and_options_win(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('n_models = 4\ncontrol_variants = ["time-reversed"]\n[reconstruction]\niterations = 321\n'
-                    'jitter = 1\n[training]\nbatch_size = 3\n')
+                    'jitter = 2\n[training]\nbatch_size = 3\n')
     settings = _parse("reconstruct", "results", "--settings", str(path), "--iterations", "50")
-    assert settings.reconstruction.iterations == 50 and settings.reconstruction.jitter == 1
+    assert settings.reconstruction.iterations == 50 and settings.reconstruction.jitter == 2
     assert settings.n_models == 4 and settings.control_variants == ("time-reversed",)
     assert settings.training.batch_size == 3 and settings.training.max_epochs == 40  # the preset's, changed
 
