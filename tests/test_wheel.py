@@ -10,6 +10,7 @@ from movie_reconstruction.align import recording_from_manifest
 from movie_reconstruction.io.manifest import load_manifest
 from movie_reconstruction.simulate import SimulationConfig, simulate_session
 from movie_reconstruction.sync_wheel import decode_analog, decode_quadrature
+from test_sync_session import truth_traces
 
 RATE = 10_000.0
 DIAMETER_CM = 20.0
@@ -140,17 +141,6 @@ def test_analog_wheel_session_gets_its_running_channel_from_the_daq(sessions):
     wheel = recording.extra["sync"]["wheel"]
     assert wheel["encoder"] == "analog" and wheel["direction"] == "forwards" and wheel["distance_cm"] > 0
     assert "wheel (analog)" in recording.extra["sync_summary"] and "wheel (analog)" in recording.extra["sync_line"]
-
-
-def truth_traces(session):
-    from movie_reconstruction.traces import RoiMask, Traces
-
-    dff = session.load_ground_truth().dff.astype(np.float32)
-    n = dff.shape[0]
-    masks = [RoiMask(np.array([k % 60]), np.array([k // 60]), np.ones(1)) for k in range(n)]
-    return [Traces(F=dff, Fneu=np.zeros_like(dff), spks=dff, roi_masks=masks, roi_index=np.arange(n),
-                   cell_probability=np.ones(n), frame_shape=(64, 64), mean_image=np.zeros((64, 64)),
-                   max_projection=None, frame_rate=30.0)]
 
 
 def truth_running(session, recording):
